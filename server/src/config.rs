@@ -1,0 +1,225 @@
+//! Command line and environment configuration. Every flag has an environment variable of the same
+//! name (`TICKCAST_` + upper snake case) and a default chosen for a broadcast server; the reasons
+//! and measured effects are in `docs/tuning.md`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Parse a duration such as `10s`, `250ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let value: f64 =
+        num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 10s, 250ms, 2m"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parse a byte size such as `64KiB`, `1MiB`, `4096`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: usize =
+        num.parse().map_err(|_| format!("invalid size {s:?}: expected e.g. 4096, 64KiB, 1MiB"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("invalid size unit in {s:?}: use B, KiB, MiB or GiB")),
+    };
+    value.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// tickcast: a thread-per-core io_uring WebSocket broadcast server.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "tickcast", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on (repeatable). Every worker thread gets its own SO_REUSEPORT listener
+    /// per address. Port 0 picks a free port, shared by all workers.
+    #[arg(long = "listen", env = "TICKCAST_LISTEN", value_delimiter = ',', default_value = "127.0.0.1:8080")]
+    pub listen: Vec<SocketAddr>,
+
+    /// Worker threads, each with its own io_uring, listeners and connections.
+    /// Default: the number of CPUs this process may run on.
+    #[arg(long, env = "TICKCAST_THREADS")]
+    pub threads: Option<usize>,
+
+    /// Pin worker N to the N-th CPU this process may run on.
+    #[arg(long, env = "TICKCAST_PIN")]
+    pub pin: bool,
+
+    /// Submission queue entries per ring (the completion queue gets 4x). Power of two.
+    #[arg(long, env = "TICKCAST_RING_ENTRIES", default_value_t = 4096)]
+    pub ring_entries: u32,
+
+    /// Use a kernel SQ polling thread per ring; the value is its idle time in ms before it sleeps.
+    #[arg(long, env = "TICKCAST_SQPOLL", num_args = 0..=1, default_missing_value = "1000")]
+    pub sqpoll: Option<u32>,
+
+    /// Receive buffers per worker in the provided buffer ring (power of two, at most 32768).
+    #[arg(long, env = "TICKCAST_BUF_COUNT", default_value_t = 2048)]
+    pub buf_count: u16,
+
+    /// Size of each receive buffer.
+    #[arg(long, env = "TICKCAST_BUF_SIZE", default_value = "4KiB", value_parser = parse_size)]
+    pub buf_size: usize,
+
+    /// Most iovecs (queued frames) carried by one vectored send.
+    #[arg(long, env = "TICKCAST_MAX_IOVECS", default_value_t = 64)]
+    pub max_iovecs: usize,
+
+    /// Bytes a connection may have queued for sending before it is treated as a slow consumer
+    /// (closed with 1013 and counted).
+    #[arg(long, env = "TICKCAST_SEND_QUEUE_LIMIT", default_value = "1MiB", value_parser = parse_size)]
+    pub send_queue_limit: usize,
+
+    /// Most concurrent connections, over all workers; connections past it get a 503 and are
+    /// closed. Default: as many as the workers' descriptor tables hold. Each worker's
+    /// direct-descriptor table is capped by the kernel at RLIMIT_NOFILE (minus a little headroom
+    /// for refusals): add workers to hold more.
+    #[arg(long, env = "TICKCAST_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Largest frame a client may send (1009 past it).
+    #[arg(long, env = "TICKCAST_MAX_FRAME", default_value = "64KiB", value_parser = parse_size)]
+    pub max_frame: usize,
+
+    /// Largest message a client may send (1009 past it).
+    #[arg(long, env = "TICKCAST_MAX_MESSAGE", default_value = "64KiB", value_parser = parse_size)]
+    pub max_message: usize,
+
+    /// Largest message (and frame) on the /echo endpoint, which conformance suites and round-trip
+    /// measurements use with large payloads.
+    #[arg(long, env = "TICKCAST_ECHO_MAX_MESSAGE", default_value = "16MiB", value_parser = parse_size)]
+    pub echo_max_message: usize,
+
+    /// Most bytes in a request head (431 past it).
+    #[arg(long, env = "TICKCAST_MAX_HEADER_BYTES", default_value = "8KiB", value_parser = parse_size)]
+    pub max_header_bytes: usize,
+
+    /// Most header lines in a request (431 past it).
+    #[arg(long, env = "TICKCAST_MAX_HEADERS", default_value_t = 32)]
+    pub max_headers: usize,
+
+    /// Time a new connection has to complete its HTTP request or handshake.
+    #[arg(long, env = "TICKCAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Silence from a client after which the server pings it.
+    #[arg(long, env = "TICKCAST_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Time a client has to answer a server ping (with any frame) before it is dropped.
+    #[arg(long, env = "TICKCAST_PONG_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub pong_timeout: Duration,
+
+    /// Time the peer has to answer our close frame (and to close TCP) before we drop it.
+    #[arg(long, env = "TICKCAST_CLOSE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
+
+    /// On SIGINT/SIGTERM: time given to clients to complete the close handshake before exit.
+    #[arg(long, env = "TICKCAST_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Listen backlog per listener.
+    #[arg(long, env = "TICKCAST_BACKLOG", default_value_t = 4096)]
+    pub backlog: i32,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `tickcast=debug`.
+    #[arg(long, env = "TICKCAST_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// Checks cross-field rules and fills in derived defaults.
+    pub fn validate(mut self) -> Result<Self, String> {
+        let threads = match self.threads {
+            Some(0) => return Err("--threads must be at least 1".into()),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        self.threads = Some(threads);
+        if !self.ring_entries.is_power_of_two() || !(8..=32768).contains(&self.ring_entries) {
+            return Err("--ring-entries must be a power of two in 8..=32768".into());
+        }
+        if !self.buf_count.is_power_of_two() || self.buf_count > 32768 {
+            return Err("--buf-count must be a power of two, at most 32768".into());
+        }
+        if !(256..=1 << 20).contains(&self.buf_size) {
+            return Err("--buf-size must be between 256 B and 1 MiB".into());
+        }
+        if !(1..=1024).contains(&self.max_iovecs) {
+            return Err("--max-iovecs must be in 1..=1024 (the kernel's UIO_MAXIOV)".into());
+        }
+        if self.send_queue_limit < 1024 {
+            return Err("--send-queue-limit must be at least 1 KiB".into());
+        }
+        if self.max_connections == Some(0) {
+            return Err("--max-connections must be at least 1".into());
+        }
+        if self.max_frame == 0 || self.max_message == 0 || self.echo_max_message == 0 {
+            return Err("message and frame limits must be positive".into());
+        }
+        if self.max_header_bytes < 256 || self.max_headers < 4 {
+            return Err("--max-header-bytes must be >= 256 and --max-headers >= 4".into());
+        }
+        if self.listen.is_empty() {
+            return Err("at least one --listen address is needed".into());
+        }
+        Ok(self)
+    }
+
+    /// Worker thread count (after [`Config::validate`]).
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert!(parse_size("1 parsec").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let cfg = Config::try_parse_from(["tickcast"]).unwrap().validate().unwrap();
+        assert!(cfg.threads() >= 1);
+        assert_eq!(cfg.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        let bad = Config::try_parse_from(["tickcast", "--buf-count", "1000"]).unwrap();
+        assert!(bad.validate().is_err());
+    }
+}

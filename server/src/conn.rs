@@ -1,0 +1,313 @@
+//! The per-connection state machine: HTTP request -> WebSocket open -> closing -> draining ->
+//! teardown. Pure: it consumes received bytes and fills the connection's send queue; the worker
+//! turns its state into ring operations (see `runtime::worker::Worker::reconcile`).
+
+use bytes::Bytes;
+#[cfg(test)]
+use std::sync::atomic::Ordering;
+use tickcast_protocol::frame::{self, OpCode};
+use tickcast_protocol::http::{self as proto_http, HeaderLimits};
+use tickcast_protocol::{CloseCode, Limits, Message, MessageDecoder, Role};
+
+use crate::http::{self, Decision, Endpoint};
+use crate::metrics::{self, WorkerStats};
+use crate::sendq::SendQueue;
+
+/// Where a connection is in its life. Transitions happen only in this module (and
+/// [`Conn::abort`], the worker's way to give up on a connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading an HTTP request: the first one, or the next on a keep-alive connection.
+    Http,
+    /// WebSocket open on an endpoint.
+    Open(Endpoint),
+    /// We sent a close frame and wait for the peer's (input is still parsed, data ignored).
+    Closing,
+    /// Nothing more to say: flush the queue, shut down our side, read until EOF or timeout.
+    Draining,
+    /// Given up: outstanding ops are cancelled, then the descriptor is closed.
+    Teardown,
+}
+
+/// Everything a connection needs from its worker to process input.
+pub struct Env<'a> {
+    pub header_limits: HeaderLimits,
+    pub echo_limits: Limits,
+    pub send_queue_limit: usize,
+    pub stats: &'a WorkerStats,
+    pub metrics: &'a dyn Fn() -> String,
+}
+
+/// Connection state kept in the worker's slab. Small on purpose: an idle WebSocket connection
+/// owns no heap memory (no read buffer, empty send queue, idle decoder).
+pub struct Conn {
+    pub generation: u32,
+    pub in_use: bool,
+    pub phase: Phase,
+    /// A multishot receive is armed (its final completion has not arrived yet).
+    pub recv_armed: bool,
+    /// A send is in flight; its iovecs point into `sendq`, which must not change until it ends.
+    pub send_inflight: bool,
+    /// Queued in the worker's flush list for this loop turn.
+    pub dirty: bool,
+    pub shutdown_sent: bool,
+    pub cancel_sent: bool,
+    pub close_sent: bool,
+    /// A server ping awaits any sign of life.
+    pub ping_outstanding: bool,
+    /// Completed the WebSocket handshake (counted in the WebSocket gauge until released).
+    pub upgraded: bool,
+    /// Index of the send buffer (msghdr + iovecs) in flight.
+    pub send_slot: u32,
+    /// The one deadline that matters now (handshake, idle, pong or close); timer wheel entries
+    /// that do not match it are stale.
+    pub deadline_tick: u64,
+    pub last_rx_tick: u64,
+    /// An HTTP request head that spans several reads (empty, unallocated, otherwise).
+    head: Vec<u8>,
+    decoder: Option<MessageDecoder>,
+    pub sendq: SendQueue,
+}
+
+impl Default for Conn {
+    fn default() -> Self {
+        Self {
+            generation: 0,
+            in_use: false,
+            phase: Phase::Teardown,
+            recv_armed: false,
+            send_inflight: false,
+            dirty: false,
+            shutdown_sent: false,
+            cancel_sent: false,
+            close_sent: false,
+            ping_outstanding: false,
+            upgraded: false,
+            send_slot: 0,
+            deadline_tick: 0,
+            last_rx_tick: 0,
+            head: Vec::new(),
+            decoder: None,
+            sendq: SendQueue::default(),
+        }
+    }
+}
+
+impl Conn {
+    /// Makes a free slot a fresh connection (next generation) in the `Http` phase.
+    pub fn open(&mut self, now_tick: u64) {
+        let generation = self.generation.wrapping_add(1) & crate::runtime::token::GENERATION_MASK;
+        *self =
+            Self { generation, in_use: true, phase: Phase::Http, last_rx_tick: now_tick, ..Self::default() };
+    }
+
+    /// Frees the slot, releasing every allocation; the generation survives for the next user.
+    pub fn release(&mut self) {
+        let generation = self.generation;
+        *self = Self { generation, ..Self::default() };
+    }
+
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.phase, Phase::Open(_) | Phase::Closing)
+    }
+
+    /// Holds a partial message or request (so it owns a buffer right now).
+    pub fn buffered_bytes(&self) -> usize {
+        self.head.len() + self.decoder.as_ref().map_or(0, MessageDecoder::buffered_len)
+    }
+
+    /// Handles bytes received from the peer.
+    pub fn on_data(&mut self, data: &[u8], env: &Env<'_>) {
+        metrics::add(&env.stats.bytes_in, data.len() as u64);
+        match self.phase {
+            Phase::Http => self.on_http(data, env),
+            Phase::Open(_) | Phase::Closing => self.on_websocket(data, env),
+            // Draining: the conversation is over, bytes are read only to reach EOF cleanly.
+            Phase::Draining | Phase::Teardown => {}
+        }
+    }
+
+    fn on_http(&mut self, data: &[u8], env: &Env<'_>) {
+        if self.head.is_empty() {
+            self.parse_requests(data, env);
+        } else {
+            let mut head = std::mem::take(&mut self.head);
+            head.extend_from_slice(data);
+            self.parse_requests(&head, env);
+        }
+    }
+
+    /// Parses and answers every complete request in `buf` (pipelining), keeps a partial one.
+    fn parse_requests(&mut self, mut buf: &[u8], env: &Env<'_>) {
+        while self.phase == Phase::Http && !buf.is_empty() {
+            let req = match proto_http::parse_request(buf, &env.header_limits) {
+                Ok(Some(req)) => req,
+                Ok(None) => {
+                    self.head = buf.to_vec();
+                    return;
+                }
+                Err(err) => {
+                    metrics::inc(&env.stats.handshake_failures);
+                    let mut out = Vec::with_capacity(128);
+                    proto_http::write_response(&mut out, err.status(), &[], b"bad request\n", false);
+                    self.sendq.push_unbounded(Bytes::from(out));
+                    self.phase = Phase::Draining;
+                    return;
+                }
+            };
+            buf = buf.get(req.header_len..).unwrap_or_default();
+            match http::route(&req, &http::Context { metrics: env.metrics }) {
+                Decision::Respond { response, keep_alive } => {
+                    if (200..300).contains(&http_status(&response)) {
+                        metrics::inc(&env.stats.http_requests);
+                    } else {
+                        metrics::inc(&env.stats.handshake_failures);
+                    }
+                    self.sendq.push_unbounded(response);
+                    if !keep_alive {
+                        self.phase = Phase::Draining;
+                    }
+                }
+                Decision::Upgrade { response, endpoint } => {
+                    self.sendq.push_unbounded(response);
+                    self.phase = Phase::Open(endpoint);
+                    let limits = match endpoint {
+                        Endpoint::Echo => env.echo_limits,
+                    };
+                    self.decoder = Some(MessageDecoder::new(Role::Server, limits));
+                    // A client may send frames right behind its upgrade request.
+                    if !buf.is_empty() {
+                        self.on_websocket(buf, env);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_websocket(&mut self, mut data: &[u8], env: &Env<'_>) {
+        while !data.is_empty() && matches!(self.phase, Phase::Open(_) | Phase::Closing) {
+            let Some(decoder) = self.decoder.as_mut() else { return };
+            match decoder.decode(data) {
+                Ok((used, message)) => {
+                    data = data.get(used..).unwrap_or_default();
+                    match message {
+                        Some(message) => self.on_message(message, env),
+                        None if used == 0 => return, // defensive: no progress, wait for more
+                        None => {}
+                    }
+                }
+                Err(err) => {
+                    metrics::inc(&env.stats.protocol_errors);
+                    self.fail(err.close_code(), &err.to_string());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, message: Message, env: &Env<'_>) {
+        metrics::inc(&env.stats.messages_in);
+        let endpoint = match self.phase {
+            Phase::Open(endpoint) => endpoint,
+            Phase::Closing => {
+                // We already sent our close: only the peer's close matters now.
+                if matches!(message, Message::Close(_)) {
+                    self.phase = Phase::Draining;
+                }
+                return;
+            }
+            _ => return,
+        };
+        match message {
+            Message::Text(payload) => self.queue_data(endpoint, OpCode::Text, &payload, env),
+            Message::Binary(payload) => self.queue_data(endpoint, OpCode::Binary, &payload, env),
+            Message::Ping(payload) => {
+                let pong = frame::server_frame(OpCode::Pong, &payload);
+                self.queue(pong, env);
+            }
+            Message::Pong(_) => {}
+            Message::Close(close) => {
+                // Echo the peer's status code (RFC 6455 §5.5.1), then we close TCP first.
+                let reply = match close {
+                    Some(c) => frame::server_close_frame(c.code, ""),
+                    None => frame::server_frame(OpCode::Close, &[]),
+                };
+                self.sendq.push_unbounded(reply);
+                metrics::inc(&env.stats.frames_out);
+                self.phase = Phase::Draining;
+            }
+        }
+    }
+
+    fn queue_data(&mut self, endpoint: Endpoint, opcode: OpCode, payload: &[u8], env: &Env<'_>) {
+        match endpoint {
+            Endpoint::Echo => {
+                let frame = frame::server_frame(opcode, payload);
+                self.queue(frame, env);
+            }
+        }
+    }
+
+    /// Queues a frame within the send-queue limit; past it the peer is a slow consumer: its
+    /// unsent frames are dropped and it is closed with 1013.
+    pub fn queue(&mut self, frame: Bytes, env: &Env<'_>) -> bool {
+        if self.sendq.push(frame, env.send_queue_limit).is_ok() {
+            metrics::inc(&env.stats.frames_out);
+            return true;
+        }
+        metrics::inc(&env.stats.slow_consumer_closes);
+        self.sendq.clear_unstarted();
+        self.fail(CloseCode::TRY_AGAIN_LATER, "send queue limit exceeded");
+        false
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): send a close frame with `code`, stop reading
+    /// messages, and close once it is out.
+    pub fn fail(&mut self, code: CloseCode, reason: &str) {
+        if matches!(self.phase, Phase::Open(_)) {
+            self.sendq.push_unbounded(frame::server_close_frame(code, reason));
+        }
+        if self.phase != Phase::Teardown {
+            self.phase = Phase::Draining;
+        }
+    }
+
+    /// Starts a server-initiated close (shutdown, policy): send a close frame and wait for the
+    /// peer's answer (bounded by the close timeout). Plain HTTP connections just finish.
+    pub fn start_close(&mut self, code: CloseCode, reason: &str) {
+        match self.phase {
+            Phase::Open(_) => {
+                self.sendq.push_unbounded(frame::server_close_frame(code, reason));
+                self.phase = Phase::Closing;
+            }
+            Phase::Http => self.phase = Phase::Draining,
+            Phase::Closing | Phase::Draining | Phase::Teardown => {}
+        }
+    }
+
+    /// Sends a ping to a silent client.
+    pub fn ping(&mut self, env: &Env<'_>) {
+        metrics::inc(&env.stats.pings_sent);
+        self.ping_outstanding = true;
+        self.queue(frame::server_frame(OpCode::Ping, b""), env);
+    }
+
+    /// Gives up on the connection: the worker cancels its ops and closes the descriptor.
+    pub fn abort(&mut self) {
+        self.phase = Phase::Teardown;
+        if !self.send_inflight {
+            self.sendq = SendQueue::default();
+        }
+        self.head = Vec::new();
+        self.decoder = None;
+    }
+}
+
+/// The status code of a response we wrote ("HTTP/1.1 NNN ...").
+fn http_status(response: &[u8]) -> u16 {
+    response.get(9..12).and_then(|s| std::str::from_utf8(s).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

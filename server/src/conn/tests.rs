@@ -1,0 +1,238 @@
+//! The connection state machine driven with byte vectors: no ring, no sockets.
+
+use super::*;
+use tickcast_protocol::frame::write_client_frame;
+use tickcast_protocol::handshake::ClientHandshake;
+
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+struct Harness {
+    conn: Conn,
+    stats: WorkerStats,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let mut conn = Conn::default();
+        conn.open(0);
+        Self { conn, stats: WorkerStats::default() }
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        let env = Env {
+            header_limits: HeaderLimits { max_bytes: 1024, max_headers: 16 },
+            echo_limits: Limits { max_frame: 1024, max_message: 2048 },
+            send_queue_limit: 4096,
+            stats: &self.stats,
+            metrics: &|| "metrics here\n".to_string(),
+        };
+        self.conn.on_data(data, &env);
+    }
+
+    /// Everything queued for the peer, as the peer would read it; the queue is then emptied.
+    fn take_output(&mut self) -> Vec<u8> {
+        let out: Vec<u8> = self.conn.sendq.segments().flat_map(|s| s.iter().copied()).collect();
+        self.conn.sendq.advance(out.len());
+        out
+    }
+
+    fn upgrade(&mut self) {
+        let (hs, request) = ClientHandshake::new("localhost", "/echo", [7; 16], &[]);
+        self.feed(&request);
+        let out = self.take_output();
+        assert_eq!(hs.parse_response(&out).unwrap(), Some(out.len()), "{}", String::from_utf8_lossy(&out));
+        assert_eq!(self.conn.phase, Phase::Open(Endpoint::Echo));
+    }
+
+    /// Decodes the server's frames.
+    fn messages(&mut self) -> Vec<Message> {
+        let out = self.take_output();
+        let mut dec = MessageDecoder::new(Role::Client, Limits { max_frame: 1 << 20, max_message: 1 << 20 });
+        let mut rest = &out[..];
+        let mut msgs = Vec::new();
+        while !rest.is_empty() {
+            let (used, msg) = dec.decode(rest).expect("server frames decode");
+            rest = &rest[used..];
+            msgs.extend(msg);
+        }
+        msgs
+    }
+}
+
+fn client_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    write_client_frame(&mut v, opcode, payload, MASK);
+    v
+}
+
+fn close_code(msg: &Message) -> Option<u16> {
+    match msg {
+        Message::Close(Some(c)) => Some(c.code.0),
+        _ => None,
+    }
+}
+
+#[test]
+fn healthz_keep_alive_and_pipelining() {
+    let mut h = Harness::new();
+    h.feed(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let out = String::from_utf8(h.take_output()).unwrap();
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
+    assert_eq!(h.conn.phase, Phase::Http);
+    h.feed(b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let out = String::from_utf8(h.take_output()).unwrap();
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    assert_eq!(h.conn.phase, Phase::Draining);
+}
+
+#[test]
+fn request_split_across_reads_is_buffered_then_released() {
+    let mut h = Harness::new();
+    let req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    for chunk in req.chunks(5) {
+        h.feed(chunk);
+    }
+    assert!(String::from_utf8(h.take_output()).unwrap().starts_with("HTTP/1.1 200"));
+    assert_eq!(h.conn.buffered_bytes(), 0);
+}
+
+#[test]
+fn oversized_head_gets_431() {
+    let mut h = Harness::new();
+    let mut req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec();
+    req.extend(std::iter::repeat_n(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", 40).flatten());
+    h.feed(&req);
+    let out = String::from_utf8(h.take_output()).unwrap();
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    assert_eq!(h.conn.phase, Phase::Draining);
+}
+
+#[test]
+fn bad_handshakes_get_their_status() {
+    let cases: [(&[u8], &str); 3] = [
+        (b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 426"),
+        (
+            b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+            "HTTP/1.1 426",
+        ),
+        (
+            b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+    ];
+    for (req, status) in cases {
+        let mut h = Harness::new();
+        h.feed(req);
+        let out = String::from_utf8(h.take_output()).unwrap();
+        assert!(out.starts_with(status), "{out}");
+        assert_eq!(h.conn.phase, Phase::Draining);
+    }
+}
+
+#[test]
+fn echo_text_binary_and_ping() {
+    let mut h = Harness::new();
+    h.upgrade();
+    let mut input = client_frame(OpCode::Text, b"hello");
+    input.extend(client_frame(OpCode::Binary, &[0, 1, 2]));
+    input.extend(client_frame(OpCode::Ping, b"p"));
+    h.feed(&input);
+    assert_eq!(
+        h.messages(),
+        vec![
+            Message::Text(Bytes::from_static(b"hello")),
+            Message::Binary(Bytes::from_static(&[0, 1, 2])),
+            Message::Pong(Bytes::from_static(b"p")),
+        ]
+    );
+    assert!(h.conn.decoder.as_ref().unwrap().is_idle());
+}
+
+#[test]
+fn frames_right_behind_the_upgrade_request_are_served() {
+    let mut h = Harness::new();
+    let (_, mut input) = ClientHandshake::new("localhost", "/echo", [9; 16], &[]);
+    input.extend(client_frame(OpCode::Text, b"early"));
+    h.feed(&input);
+    let out = h.take_output();
+    let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(out.ends_with(b"early"));
+    assert_eq!(out.len(), head_end + 2 + 5);
+}
+
+#[test]
+fn close_is_echoed_then_draining() {
+    let mut h = Harness::new();
+    h.upgrade();
+    h.feed(&client_frame(OpCode::Close, &[0x03, 0xe8, b'b', b'y', b'e']));
+    assert_eq!(h.messages().iter().map(close_code).collect::<Vec<_>>(), vec![Some(1000)]);
+    assert_eq!(h.conn.phase, Phase::Draining);
+    // Anything after the close is ignored.
+    h.feed(&client_frame(OpCode::Text, b"late"));
+    assert!(h.take_output().is_empty());
+}
+
+#[test]
+fn protocol_errors_map_to_close_codes() {
+    let mut unmasked = vec![0x81, 0x02];
+    unmasked.extend_from_slice(b"hi");
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (unmasked, 1002),
+        (client_frame(OpCode::Text, &[0xff, 0xfe]), 1007),
+        (client_frame(OpCode::Binary, &[0; 1500]), 1009),
+        (client_frame(OpCode::Close, &[0x03]), 1002),
+    ];
+    for (input, code) in cases {
+        let mut h = Harness::new();
+        h.upgrade();
+        h.feed(&input);
+        let msgs = h.messages();
+        assert_eq!(msgs.iter().map(close_code).collect::<Vec<_>>(), vec![Some(code)], "{msgs:?}");
+        assert_eq!(h.conn.phase, Phase::Draining);
+        assert_eq!(h.stats.protocol_errors.load(Ordering::Relaxed), 1);
+    }
+}
+
+#[test]
+fn slow_consumer_is_closed_with_1013_and_queue_stays_bounded() {
+    let mut h = Harness::new();
+    h.upgrade();
+    let frame = client_frame(OpCode::Binary, &[1; 1000]);
+    for _ in 0..10 {
+        h.feed(&frame); // never take_output: the peer does not read
+        assert!(h.conn.sendq.pending_bytes() <= 4096 + 128);
+    }
+    let msgs = h.messages();
+    assert_eq!(msgs.last().and_then(close_code), Some(1013));
+    assert_eq!(h.stats.slow_consumer_closes.load(Ordering::Relaxed), 1);
+    assert_eq!(h.conn.phase, Phase::Draining);
+}
+
+#[test]
+fn server_initiated_close_waits_for_the_peer() {
+    let mut h = Harness::new();
+    h.upgrade();
+    h.conn.start_close(CloseCode::GOING_AWAY, "bye");
+    assert_eq!(h.messages().iter().map(close_code).collect::<Vec<_>>(), vec![Some(1001)]);
+    assert_eq!(h.conn.phase, Phase::Closing);
+    h.feed(&client_frame(OpCode::Text, b"ignored"));
+    assert!(h.take_output().is_empty());
+    h.feed(&client_frame(OpCode::Close, &[0x03, 0xe9]));
+    assert!(h.take_output().is_empty(), "no second close frame");
+    assert_eq!(h.conn.phase, Phase::Draining);
+}
+
+#[test]
+fn released_slot_owns_no_memory_and_bumps_generation() {
+    let mut h = Harness::new();
+    h.upgrade();
+    let generation = h.conn.generation;
+    h.conn.release();
+    assert!(!h.conn.in_use);
+    assert!(h.conn.decoder.is_none() && h.conn.head.capacity() == 0 && h.conn.sendq.is_empty());
+    h.conn.open(5);
+    assert_eq!(h.conn.generation, generation + 1);
+    assert!(std::mem::size_of::<Conn>() <= 256, "Conn is {} bytes", std::mem::size_of::<Conn>());
+}

@@ -1,0 +1,130 @@
+//! Per-worker counters, written only by their own worker (plain load + store, no locked
+//! read-modify-write on the hot path) and summed when `/metrics` is scraped.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One worker's counters, padded to its own cache lines so workers never share a line.
+#[repr(align(128))]
+#[derive(Default)]
+pub struct WorkerStats {
+    /// Open connections (all phases), a gauge.
+    pub connections: AtomicU64,
+    /// Connections upgraded to WebSocket and still open, a gauge.
+    pub websockets: AtomicU64,
+    pub accepted: AtomicU64,
+    /// Refused with 503 because of `--max-connections`.
+    pub refused: AtomicU64,
+    pub accept_errors: AtomicU64,
+    pub closed: AtomicU64,
+    pub handshakes: AtomicU64,
+    pub handshake_failures: AtomicU64,
+    pub http_requests: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub slow_consumer_closes: AtomicU64,
+    pub handshake_timeouts: AtomicU64,
+    pub idle_timeouts: AtomicU64,
+    pub close_timeouts: AtomicU64,
+    pub pings_sent: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub frames_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub sends: AtomicU64,
+    pub recv_rearms: AtomicU64,
+    pub loop_turns: AtomicU64,
+}
+
+/// Adds to a counter owned by the calling worker. Single writer, so a plain load and store is
+/// exact, and cheaper than a locked add.
+#[inline]
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+#[inline]
+pub fn inc(counter: &AtomicU64) {
+    add(counter, 1);
+}
+
+#[inline]
+pub fn dec(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed).saturating_sub(1), Ordering::Relaxed);
+}
+
+type Field = fn(&WorkerStats) -> &AtomicU64;
+
+/// (name, type, help, field): the single table `/metrics` is rendered from.
+const METRICS: &[(&str, &str, &str, Field)] = &[
+    ("tickcast_connections", "gauge", "Open connections", |s| &s.connections),
+    ("tickcast_websocket_connections", "gauge", "Open WebSocket connections", |s| &s.websockets),
+    ("tickcast_accepted_total", "counter", "Connections accepted", |s| &s.accepted),
+    ("tickcast_refused_total", "counter", "Connections refused with 503 (max connections)", |s| &s.refused),
+    ("tickcast_accept_errors_total", "counter", "Failed accepts", |s| &s.accept_errors),
+    ("tickcast_closed_total", "counter", "Connections closed", |s| &s.closed),
+    ("tickcast_handshakes_total", "counter", "WebSocket handshakes completed", |s| &s.handshakes),
+    ("tickcast_handshake_failures_total", "counter", "Rejected handshakes and bad requests", |s| {
+        &s.handshake_failures
+    }),
+    ("tickcast_http_requests_total", "counter", "Plain HTTP requests served", |s| &s.http_requests),
+    ("tickcast_protocol_errors_total", "counter", "Connections failed for a protocol error", |s| {
+        &s.protocol_errors
+    }),
+    ("tickcast_slow_consumer_closes_total", "counter", "Connections closed over the send-queue limit", |s| {
+        &s.slow_consumer_closes
+    }),
+    ("tickcast_handshake_timeouts_total", "counter", "Connections dropped for a slow handshake", |s| {
+        &s.handshake_timeouts
+    }),
+    ("tickcast_idle_timeouts_total", "counter", "Connections dropped for an unanswered ping", |s| {
+        &s.idle_timeouts
+    }),
+    ("tickcast_close_timeouts_total", "counter", "Connections dropped for an unanswered close", |s| {
+        &s.close_timeouts
+    }),
+    ("tickcast_pings_sent_total", "counter", "Server pings sent to idle clients", |s| &s.pings_sent),
+    ("tickcast_messages_received_total", "counter", "WebSocket messages received", |s| &s.messages_in),
+    ("tickcast_frames_sent_total", "counter", "Frames queued for sending", |s| &s.frames_out),
+    ("tickcast_received_bytes_total", "counter", "Bytes received", |s| &s.bytes_in),
+    ("tickcast_sent_bytes_total", "counter", "Bytes sent", |s| &s.bytes_out),
+    ("tickcast_sends_total", "counter", "Send operations completed", |s| &s.sends),
+    ("tickcast_recv_rearms_total", "counter", "Multishot receives re-armed (buffer ring ran dry)", |s| {
+        &s.recv_rearms
+    }),
+    ("tickcast_loop_turns_total", "counter", "Event loop turns", |s| &s.loop_turns),
+];
+
+/// Renders every worker's counters in the Prometheus text format, one sample per worker.
+pub fn render(workers: &[WorkerStats]) -> String {
+    let mut out = String::with_capacity(METRICS.len() * (96 + 48 * workers.len()));
+    for (name, kind, help, field) in METRICS {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (i, w) in workers.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", field(w).load(Ordering::Relaxed));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_each_worker() {
+        let workers = [WorkerStats::default(), WorkerStats::default()];
+        inc(&workers[1].accepted);
+        add(&workers[1].accepted, 2);
+        let text = render(&workers);
+        assert!(text.contains("tickcast_accepted_total{worker=\"0\"} 0\n"));
+        assert!(text.contains("tickcast_accepted_total{worker=\"1\"} 3\n"));
+        assert!(text.contains("# TYPE tickcast_connections gauge\n"));
+    }
+
+    #[test]
+    fn dec_saturates() {
+        let c = AtomicU64::new(0);
+        dec(&c);
+        assert_eq!(c.load(Ordering::Relaxed), 0);
+    }
+}
