@@ -1,0 +1,383 @@
+//! Command line: one subcommand per scenario, each turned into a `Plan`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::plan::{Clients, Plan, Publisher, Scenario, Schedule, Stop, Target, Workload, parse_source_ips};
+use crate::time::parse_duration;
+
+/// One process holds at most this many clients when `--workers` is automatic (the reference
+/// machine allows 20,000 open files per process, whatever root does).
+pub const CLIENTS_PER_WORKER_MAX: u64 = 18_000;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tickcast-loadgen",
+    version,
+    about = "Load generator for tickcast and its peers: honest latency histograms"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Hold N idle WebSocket connections (answering pings) and report the server's memory
+    /// per connection (with --server-pid).
+    Idle {
+        #[command(flatten)]
+        common: Common,
+        /// How long to hold the connections once all are open.
+        #[arg(long, value_parser = parse_duration, default_value = "10s")]
+        hold: Duration,
+    },
+    /// Round trips through a WebSocket echo endpoint (default path /echo).
+    Echo {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Message size in bytes (the stamp needs about 50).
+        #[arg(long, default_value_t = 128)]
+        size: usize,
+        /// Messages per second per client, open loop; 0 = closed loop (send, wait, send).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+    },
+    /// Connection storm: connections per second and handshake latency.
+    Connect {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A publisher at a fixed rate (HTTP keep-alive POST /publish/<channel>), subscribers
+    /// measuring delivery latency from the scheduled send time, and loss.
+    Rate {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Messages per second published (in all); required unless `--publisher none`.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 128)]
+        size: usize,
+        /// Channel published to and subscribed to.
+        #[arg(long, default_value = "bench")]
+        channel: String,
+        /// Subscriber transport (only ws so far).
+        #[arg(long, default_value = "ws")]
+        transport: String,
+        /// Who publishes: this load generator over HTTP, or nobody (the server's own feed or a
+        /// trivial sender).
+        #[arg(long, value_enum, default_value = "http")]
+        publisher: Publisher,
+    },
+    /// Capacity: `rate` runs stepping the publish rate (or the clients) until the p99 SLO
+    /// breaks or delivery stops tracking the offered rate; reports the last good step.
+    Ramp {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        msg: RateMsg,
+        /// Publish rate of the first step (messages/s).
+        #[arg(long)]
+        rate: f64,
+        /// Added to the rate at each step.
+        #[arg(long, default_value_t = 0.0)]
+        rate_step: f64,
+        /// Added to the clients at each step.
+        #[arg(long, default_value_t = 0)]
+        clients_step: u64,
+        /// Most steps.
+        #[arg(long, default_value_t = 10)]
+        max_steps: usize,
+        /// The latency SLO: a step whose p99 delivery latency exceeds it fails.
+        #[arg(long, value_parser = parse_duration)]
+        slo_p99: Option<Duration>,
+    },
+    /// The highest sustained deliveries per second: doubles the publish rate until delivery
+    /// stops tracking it, then bisects.
+    Saturate {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        msg: RateMsg,
+        /// Publish rate of the first step (messages/s).
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Most doubling steps (bisection adds 4 more).
+        #[arg(long, default_value_t = 12)]
+        max_steps: usize,
+    },
+    /// Merge several --json results (e.g. from several hosts) into one.
+    Merge {
+        /// Result files written with --json.
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        out: Outputs,
+    },
+    /// Internal: a worker process (reads its plan on stdin).
+    #[command(hide = true)]
+    Worker,
+}
+
+/// Where the results go.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Outputs {
+    /// Write every figure and the full plan as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the main histogram's percentile distribution (HdrHistogram format, ms).
+    #[arg(long)]
+    pub percentiles: Option<PathBuf>,
+    /// Write an HdrHistogram interval log of the main histogram.
+    #[arg(long)]
+    pub hlog: Option<PathBuf>,
+}
+
+/// Message and channel of the rate-based scenarios.
+#[derive(Args, Debug)]
+pub struct RateMsg {
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 128)]
+    pub size: usize,
+    /// Channel published to and subscribed to.
+    #[arg(long, default_value = "bench")]
+    pub channel: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Length of the measured phase.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Stop after this many messages (per client for echo, published for rate).
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct Common {
+    /// The server.
+    #[arg(long, env = "TICKCAST_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Request path (and query) for the WebSocket upgrade; the default depends on the scenario.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 1)]
+    pub clients: u64,
+    /// io_uring runtimes (threads) per process.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Processes; 0 = one per 18,000 clients.
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+    /// New connections per second (all processes together); 0 = unpaced.
+    #[arg(long, default_value_t = 0.0)]
+    pub connect_rate: f64,
+    /// Connections being opened at once, per thread.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Source addresses, round-robin per client: `127.0.0.1-127.0.0.40` or a list.
+    #[arg(long)]
+    pub source_ips: Option<String>,
+    /// Read buffer per connection, bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub read_buf: usize,
+    /// The server's PID: sample its memory and CPU from /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Progress period.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub progress_interval: Duration,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub out: Outputs,
+}
+
+impl Common {
+    fn plan(
+        &self,
+        scenario: Scenario,
+        default_path: &str,
+        workload: Workload,
+        stop: Stop,
+    ) -> anyhow::Result<Plan> {
+        anyhow::ensure!(self.clients > 0, "--clients must be at least 1");
+        let path = self.path.clone().unwrap_or_else(|| default_path.to_string());
+        let source_ips = match &self.source_ips {
+            Some(text) => parse_source_ips(text)?,
+            None => Vec::new(),
+        };
+        let ports = ephemeral_ports() * source_ips.len().max(1) as u64;
+        anyhow::ensure!(
+            self.clients <= ports,
+            "{} clients need more than the {ports} ephemeral ports of {} source address(es): \
+             add --source-ips (e.g. 127.0.0.1-127.0.0.40)",
+            self.clients,
+            source_ips.len().max(1)
+        );
+        let workers = match self.workers {
+            0 => self.clients.div_ceil(CLIENTS_PER_WORKER_MAX) as usize,
+            n => n,
+        };
+        Ok(Plan {
+            scenario,
+            target: Target::parse(&self.url, Some(&path))?,
+            clients: Clients {
+                count: self.clients,
+                connect: if self.connect_rate > 0.0 {
+                    Schedule::Open { per_second: self.connect_rate }
+                } else {
+                    Schedule::Unpaced
+                },
+                connect_concurrency: self.connect_concurrency,
+                source_ips,
+                read_buf_bytes: self.read_buf,
+            },
+            workload,
+            stop,
+            threads: self.threads.max(1),
+            workers: workers.max(1),
+            progress_interval: self.progress_interval,
+        })
+    }
+}
+
+/// Ephemeral ports one source address has toward one server port
+/// (`/proc/sys/net/ipv4/ip_local_port_range`; Linux's default when unreadable).
+fn ephemeral_ports() -> u64 {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut bounds = range.split_whitespace().filter_map(|v| v.parse::<u64>().ok());
+    match (bounds.next(), bounds.next()) {
+        (Some(lo), Some(hi)) if hi >= lo => hi - lo + 1,
+        _ => 28_232,
+    }
+}
+
+fn idle_workload() -> Workload {
+    Workload {
+        schedule: Schedule::Unpaced,
+        message_bytes: 0,
+        channel: String::new(),
+        publisher: Publisher::None,
+    }
+}
+
+/// Builds the plan of a scenario subcommand, with its common arguments.
+pub fn plan_of(command: &Command) -> anyhow::Result<(Plan, &Common)> {
+    match command {
+        Command::Idle { common, hold } => {
+            let stop = Stop { duration: *hold, count: None };
+            Ok((common.plan(Scenario::Idle, "/echo", idle_workload(), stop)?, common))
+        }
+        Command::Connect { common } => {
+            let stop = Stop { duration: Duration::ZERO, count: None };
+            Ok((common.plan(Scenario::Connect, "/echo", idle_workload(), stop)?, common))
+        }
+        Command::Echo { common, run, size, rate } => {
+            let workload = Workload {
+                schedule: if *rate > 0.0 {
+                    Schedule::Open { per_second: *rate }
+                } else {
+                    Schedule::ClosedLoop
+                },
+                message_bytes: *size,
+                channel: String::new(),
+                publisher: Publisher::None,
+            };
+            let stop = Stop { duration: run.duration, count: run.count };
+            Ok((common.plan(Scenario::Echo, "/echo", workload, stop)?, common))
+        }
+        Command::Rate { common, run, rate, size, channel, transport, publisher } => {
+            anyhow::ensure!(transport == "ws", "--transport {transport}: only ws is implemented so far");
+            anyhow::ensure!(*rate > 0.0 || *publisher == Publisher::None, "--rate must be positive");
+            let workload = Workload {
+                schedule: Schedule::Open { per_second: *rate },
+                message_bytes: *size,
+                channel: channel.clone(),
+                publisher: *publisher,
+            };
+            let stop = Stop { duration: run.duration, count: run.count };
+            let path = format!("/ws?channels={channel}");
+            Ok((common.plan(Scenario::Rate, &path, workload, stop)?, common))
+        }
+        Command::Ramp { common, run, msg, rate, .. } | Command::Saturate { common, run, msg, rate, .. } => {
+            anyhow::ensure!(*rate > 0.0, "--rate must be positive");
+            let workload = Workload {
+                schedule: Schedule::Open { per_second: *rate },
+                message_bytes: msg.size,
+                channel: msg.channel.clone(),
+                publisher: Publisher::Http,
+            };
+            let stop = Stop { duration: run.duration, count: run.count };
+            let path = format!("/ws?channels={}", msg.channel);
+            Ok((common.plan(Scenario::Rate, &path, workload, stop)?, common))
+        }
+        Command::Merge { .. } | Command::Worker => {
+            anyhow::bail!("not a scenario")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &[&str]) -> Plan {
+        let cli = Cli::try_parse_from(args).unwrap();
+        plan_of(&cli.command).unwrap().0
+    }
+
+    #[test]
+    fn echo_defaults_to_closed_loop_on_echo() {
+        let p = plan(&["lg", "echo", "--url", "http://127.0.0.1:9002", "--clients", "10"]);
+        assert_eq!(p.scenario, Scenario::Echo);
+        assert_eq!(p.target.path, "/echo");
+        assert_eq!(p.workload.schedule, Schedule::ClosedLoop);
+        assert_eq!(p.workers, 1);
+    }
+
+    #[test]
+    fn many_idle_clients_spread_over_workers() {
+        let p = plan(&[
+            "lg",
+            "idle",
+            "--clients",
+            "50000",
+            "--hold",
+            "5s",
+            "--source-ips",
+            "127.0.0.1-127.0.0.40",
+            "--connect-rate",
+            "20000",
+        ]);
+        assert_eq!(p.workers, 3);
+        assert_eq!(p.stop.duration, Duration::from_secs(5));
+        assert_eq!(p.clients.source_ips.len(), 40);
+        assert_eq!(p.clients.connect, Schedule::Open { per_second: 20000.0 });
+    }
+
+    #[test]
+    fn rate_subscribes_to_its_channel() {
+        let p = plan(&["lg", "rate", "--rate", "100", "--channel", "tick", "--clients", "5"]);
+        assert_eq!(p.target.path, "/ws?channels=tick");
+        assert_eq!(p.workload.schedule, Schedule::Open { per_second: 100.0 });
+        assert!(
+            Cli::try_parse_from(["lg", "rate", "--rate", "1", "--transport", "sse"])
+                .map(|c| plan_of(&c.command).is_err())
+                .unwrap()
+        );
+    }
+}

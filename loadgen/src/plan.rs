@@ -1,0 +1,304 @@
+//! A run described as data: who connects how (clients), what they do on which schedule
+//! (workload), and when it ends (stop). Every scenario is a `Plan`; worker processes receive the
+//! same `Plan` (as JSON) plus their slice of the clients.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What the clients do once connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// Hold connections open, answering pings.
+    Idle,
+    /// Round trips through `/echo`.
+    Echo,
+    /// Connection storm: connect, handshake, close.
+    Connect,
+    /// Subscribers receive what a publisher sends at a fixed rate.
+    Rate,
+}
+
+/// When events (connections, messages) are due.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Schedule {
+    /// As fast as allowed (connections: up to `connect_concurrency` in flight).
+    Unpaced,
+    /// Closed loop: the next event waits for the previous one's answer.
+    ClosedLoop,
+    /// Open loop: event `k` (0-based) is due at `k / per_second` after the start, whether or
+    /// not earlier ones were answered. Latency is measured from the due time.
+    Open { per_second: f64 },
+}
+
+impl Schedule {
+    /// Time after the start at which event `k` is due; `None` for unscheduled kinds.
+    pub fn due(&self, k: u64) -> Option<Duration> {
+        match *self {
+            Schedule::Open { per_second } if per_second > 0.0 => {
+                Some(Duration::from_secs_f64(k as f64 / per_second))
+            }
+            _ => None,
+        }
+    }
+
+    /// Splits an open-loop schedule evenly over `parts` independent executors.
+    pub fn share(&self, parts: usize) -> Schedule {
+        match *self {
+            Schedule::Open { per_second } => Schedule::Open { per_second: per_second / parts.max(1) as f64 },
+            other => other,
+        }
+    }
+
+    /// Events due by `elapsed` (how many of 0..n have `due(k) <= elapsed`).
+    pub fn due_by(&self, elapsed: Duration) -> Option<u64> {
+        match *self {
+            Schedule::Open { per_second } if per_second > 0.0 => {
+                Some((elapsed.as_secs_f64() * per_second).floor() as u64 + 1)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// When the measured phase ends: whichever limit comes first. `duration` is always set, so
+/// every run is bounded in time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stop {
+    pub duration: Duration,
+    /// Messages per client (echo) or published in all (rate).
+    pub count: Option<u64>,
+}
+
+/// The server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub addr: SocketAddr,
+    /// Path and query of the WebSocket (or SSE/poll) request, e.g. `/echo` or `/ws?channels=a`.
+    pub path: String,
+}
+
+impl Target {
+    /// Parses `http://HOST:PORT` (or `ws://`), with an optional path that `path` overrides.
+    pub fn parse(url: &str, path: Option<&str>) -> anyhow::Result<Target> {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("ws://"))
+            .ok_or_else(|| anyhow::anyhow!("--url must start with http:// or ws://: {url}"))?;
+        let (authority, url_path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse()?),
+            None => (authority.to_string(), 80),
+        };
+        let addr = (host.as_str(), port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("cannot resolve {authority}"))?;
+        anyhow::ensure!(addr.ip().is_loopback(), "only loopback targets are allowed here (got {addr})");
+        let path = match path {
+            Some(p) => p.to_string(),
+            None if !url_path.is_empty() => url_path.to_string(),
+            None => "/".to_string(),
+        };
+        Ok(Target { host, port, addr, path })
+    }
+
+    /// `Host` header value.
+    pub fn authority(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Who connects, how fast, from where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clients {
+    pub count: u64,
+    /// Connection pacing over the whole run (split over workers and threads).
+    pub connect: Schedule,
+    /// Connections being set up at once, per thread.
+    pub connect_concurrency: usize,
+    /// Client `i` binds to `source_ips[i % len]` (empty: let the kernel choose).
+    pub source_ips: Vec<IpAddr>,
+    /// Read buffer per connection.
+    pub read_buf_bytes: usize,
+}
+
+/// What happens once connected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Echo: per client. Rate: the publisher's schedule.
+    pub schedule: Schedule,
+    pub message_bytes: usize,
+    /// Rate: the channel published to.
+    pub channel: String,
+    /// Rate: who publishes.
+    #[serde(default)]
+    pub publisher: Publisher,
+}
+
+/// Who publishes in a `rate` run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Publisher {
+    /// The load generator, over HTTP keep-alive `POST /publish/<channel>`.
+    #[default]
+    Http,
+    /// Nobody here: the server's own feed (or a trivial sender) produces the messages; the
+    /// subscribers only receive, count and time what carries a stamp.
+    None,
+}
+
+/// A complete run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub scenario: Scenario,
+    pub target: Target,
+    pub clients: Clients,
+    pub workload: Workload,
+    pub stop: Stop,
+    /// io_uring runtimes (threads) per process.
+    pub threads: usize,
+    /// Processes (1: everything in this process).
+    pub workers: usize,
+    /// Progress report period.
+    pub progress_interval: Duration,
+}
+
+/// The clients one worker process runs: global indices `first..first + count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slice {
+    pub worker: usize,
+    pub first: u64,
+    pub count: u64,
+}
+
+impl Plan {
+    /// Splits the clients as evenly as possible over `self.workers` processes.
+    pub fn slices(&self) -> Vec<Slice> {
+        split(self.clients.count, self.workers.max(1))
+            .into_iter()
+            .enumerate()
+            .map(|(worker, (first, count))| Slice { worker, first, count })
+            .collect()
+    }
+}
+
+/// Splits `n` items into `parts` contiguous `(first, count)` ranges whose sizes differ by <= 1.
+pub fn split(n: u64, parts: usize) -> Vec<(u64, u64)> {
+    let parts = parts.max(1) as u64;
+    (0..parts)
+        .map(|i| {
+            let first = n * i / parts;
+            let end = n * (i + 1) / parts;
+            (first, end - first)
+        })
+        .collect()
+}
+
+/// Parses `127.0.0.1-127.0.0.40`, `127.0.0.1,127.0.0.2` or a single address. Loopback only.
+pub fn parse_source_ips(text: &str) -> anyhow::Result<Vec<IpAddr>> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b): (Ipv4Addr, Ipv4Addr) = (a.trim().parse()?, b.trim().parse()?);
+            let (a, b) = (u32::from(a), u32::from(b));
+            anyhow::ensure!(a <= b && b - a < 65_536, "bad address range {part}");
+            out.extend((a..=b).map(|v| IpAddr::V4(Ipv4Addr::from(v))));
+        } else {
+            out.push(part.parse()?);
+        }
+    }
+    for ip in &out {
+        anyhow::ensure!(ip.is_loopback(), "source address {ip} is not loopback");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_loop_schedule() {
+        let s = Schedule::Open { per_second: 1000.0 };
+        assert_eq!(s.due(0), Some(Duration::ZERO));
+        assert_eq!(s.due(1500), Some(Duration::from_millis(1500)));
+        assert_eq!(s.due_by(Duration::from_millis(10)), Some(11));
+        assert_eq!(s.share(4), Schedule::Open { per_second: 250.0 });
+        assert_eq!(Schedule::ClosedLoop.due(3), None);
+        assert_eq!(Schedule::Unpaced.share(3), Schedule::Unpaced);
+    }
+
+    #[test]
+    fn split_is_even_and_complete() {
+        let parts = split(10, 3);
+        assert_eq!(parts, vec![(0, 3), (3, 3), (6, 4)]);
+        for (n, k) in [(0u64, 1usize), (1, 4), (50_000, 3), (7, 7)] {
+            let parts = split(n, k);
+            assert_eq!(parts.len(), k);
+            assert_eq!(parts.iter().map(|p| p.1).sum::<u64>(), n);
+            let mut next = 0;
+            for (first, count) in parts {
+                assert_eq!(first, next);
+                next += count;
+            }
+        }
+    }
+
+    #[test]
+    fn source_ips() {
+        let ips = parse_source_ips("127.0.0.1-127.0.0.40").unwrap();
+        assert_eq!(ips.len(), 40);
+        assert_eq!(ips[39], "127.0.0.40".parse::<IpAddr>().unwrap());
+        assert_eq!(parse_source_ips("127.0.0.2, 127.0.0.3").unwrap().len(), 2);
+        assert!(parse_source_ips("10.0.0.1").is_err());
+        assert!(parse_source_ips("127.0.0.9-127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn target_parsing() {
+        let t = Target::parse("http://127.0.0.1:9001", Some("/echo")).unwrap();
+        assert_eq!(t.port, 9001);
+        assert_eq!(t.path, "/echo");
+        let t = Target::parse("ws://localhost:9/ws?channels=a", None).unwrap();
+        assert_eq!(t.path, "/ws?channels=a");
+        assert_eq!(t.authority(), "localhost:9");
+        assert!(Target::parse("https://127.0.0.1:1", None).is_err());
+    }
+
+    #[test]
+    fn plan_round_trips_as_json() {
+        let plan = Plan {
+            scenario: Scenario::Echo,
+            target: Target::parse("http://127.0.0.1:9001", Some("/echo")).unwrap(),
+            clients: Clients {
+                count: 10,
+                connect: Schedule::Open { per_second: 100.0 },
+                connect_concurrency: 8,
+                source_ips: parse_source_ips("127.0.0.1-127.0.0.2").unwrap(),
+                read_buf_bytes: 4096,
+            },
+            workload: Workload {
+                schedule: Schedule::ClosedLoop,
+                message_bytes: 128,
+                channel: "bench".into(),
+                publisher: Publisher::Http,
+            },
+            stop: Stop { duration: Duration::from_secs(1), count: Some(5) },
+            threads: 1,
+            workers: 2,
+            progress_interval: Duration::from_secs(1),
+        };
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+        assert_eq!(plan.slices().len(), 2);
+    }
+}

@@ -1,0 +1,156 @@
+//! The final human-readable summary.
+
+use std::fmt::Write;
+
+use super::progress::fmt_ns;
+use crate::coordinator::RunResult;
+use crate::plan::Scenario;
+use crate::stats::Hist;
+
+const QUANTILES: [(&str, f64); 6] =
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999), ("p99.99", 0.9999), ("max", 1.0)];
+
+/// One histogram as a table row.
+pub fn hist_row(name: &str, h: &Hist) -> String {
+    let mut row = format!("| {name:<10} | {:>10} |", h.len());
+    for (_, q) in QUANTILES {
+        let _ = write!(row, " {:>9} |", fmt_ns(h.at(q)));
+    }
+    row
+}
+
+pub fn render(r: &RunResult) -> String {
+    let mut out = String::new();
+    let p = &r.plan;
+    let c = &r.totals.counters;
+    let _ = writeln!(
+        out,
+        "\n{:?} against {} (path {}), {} clients, {} worker(s) x {} thread(s)",
+        p.scenario,
+        p.target.authority(),
+        p.target.path,
+        p.clients.count,
+        p.workers.max(1),
+        p.threads
+    );
+    let _ = writeln!(
+        out,
+        "opened {} of {} in {:.2}s ({:.0} conn/s); failed: {} TCP, {} handshake; cut off {}",
+        c.connected,
+        c.connect_attempts,
+        r.connect_seconds,
+        c.connected as f64 / r.connect_seconds.max(1e-9),
+        c.connect_failed,
+        c.handshake_failed,
+        c.disconnected
+    );
+    if r.run_seconds > 0.0 {
+        let s = r.run_seconds;
+        let _ = writeln!(
+            out,
+            "measured {:.2}s: sent {} ({:.0}/s), received {} ({:.0}/s), {:.1} MB/s in; pings answered {}",
+            s,
+            c.messages_sent,
+            c.messages_sent as f64 / s,
+            c.messages_received,
+            c.messages_received as f64 / s,
+            c.bytes_received as f64 / s / 1e6,
+            c.pings_received
+        );
+    }
+    if p.scenario == Scenario::Rate {
+        let expected = r.totals.streams * r.totals.published;
+        let l = &r.loss;
+        let _ = writeln!(
+            out,
+            "published {} ({} ok, {} failed); delivered {} of {} expected; lost {} (gaps {}, tail {}), \
+             duplicates {}, reordered {}",
+            r.totals.published,
+            c.publish_ok,
+            c.publish_failed,
+            l.delivered,
+            expected,
+            l.lost(),
+            l.missing,
+            l.tail_missing,
+            l.duplicates,
+            l.reordered
+        );
+        if l.delivered > 0 {
+            let _ = writeln!(
+                out,
+                "bytes on the wire per delivered message (WebSocket, received): {:.1}",
+                c.bytes_received as f64 / l.delivered as f64
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n| histogram  |      count |{}",
+        QUANTILES.iter().map(|(n, _)| format!(" {n:>9} |")).collect::<String>()
+    );
+    let _ = writeln!(out, "|---|---:|{}", "---:|".repeat(QUANTILES.len()));
+    for (name, h) in &r.totals.hists {
+        let _ = writeln!(out, "{}", hist_row(name, h));
+    }
+    if let Some(s) = &r.server {
+        let _ = writeln!(out, "\nserver pid {}:", s.pid);
+        let _ = writeln!(
+            out,
+            "  before: RSS {} KiB, PSS {} KiB; kernel TCP memory {} KiB ({} TCP sockets)",
+            s.before.rss_bytes / 1024,
+            s.before.pss_bytes / 1024,
+            s.before.tcp_mem_bytes / 1024,
+            s.before.tcp_inuse
+        );
+        if let Some(h) = &s.held {
+            let n = c.connected.saturating_sub(c.disconnected).max(1);
+            let _ = writeln!(
+                out,
+                "  held:   RSS {} KiB, PSS {} KiB; kernel TCP memory {} KiB ({} TCP sockets)",
+                h.rss_bytes / 1024,
+                h.pss_bytes / 1024,
+                h.tcp_mem_bytes / 1024,
+                h.tcp_inuse
+            );
+            let _ = writeln!(
+                out,
+                "  per connection ({n} held): RSS {:.0} B, PSS {:.0} B, kernel TCP memory (both ends) {:.0} B",
+                h.rss_bytes.saturating_sub(s.before.rss_bytes) as f64 / n as f64,
+                h.pss_bytes.saturating_sub(s.before.pss_bytes) as f64 / n as f64,
+                h.tcp_mem_bytes.saturating_sub(s.before.tcp_mem_bytes) as f64 / n as f64
+            );
+        }
+        if s.cpu_seconds > 0.0 && c.messages_received > 0 {
+            let deliveries = c.messages_received.max(1) as f64;
+            let _ = writeln!(
+                out,
+                "  CPU {:.2}s during the measured phase: {:.2} CPU-seconds per million messages received",
+                s.cpu_seconds,
+                s.cpu_seconds / deliveries * 1e6
+            );
+        }
+    }
+    let _ =
+        writeln!(out, "load generator CPU: {:.2}s over {:.2}s wall", r.loadgen_cpu_seconds, r.wall_seconds);
+    if r.run_seconds > 0.0 {
+        let per_million = if c.messages_received > 0 {
+            format!(
+                "; {:.2} CPU-seconds per million messages received",
+                r.loadgen_run_cpu_seconds / c.messages_received as f64 * 1e6
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  measured phase: {:.2}s = {:.0}% of one core{per_million}",
+            r.loadgen_run_cpu_seconds,
+            100.0 * r.loadgen_run_cpu_seconds / r.run_seconds,
+        );
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "WARNING: {w}");
+    }
+    out
+}

@@ -1,0 +1,234 @@
+//! Capacity searches built from `rate` runs: `ramp` steps the publish rate or the number of
+//! clients until a step breaks the SLO (`--slo-p99`) or stops delivering, and reports the last
+//! good step; `saturate` doubles the rate until delivery stops tracking it, then bisects, and
+//! reports the highest sustained deliveries per second.
+//!
+//! Each step is a complete run of its own plan (connect, measure, stop): slower than moving one
+//! set of connections from step to step, but every step is measured exactly like a `rate` run.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::Outputs;
+use crate::coordinator::{Observe, RunResult};
+use crate::plan::{Plan, Schedule};
+use crate::report::progress::fmt_ns;
+
+/// A step passes only if at least this share of the expected deliveries arrived.
+pub const DELIVERED_MIN: f64 = 0.99;
+/// Bisection steps after `saturate` found a failing rate.
+const BISECT_STEPS: usize = 4;
+
+/// What changes from step to step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Stepping {
+    /// Publish rate `start + k * step` (messages/s).
+    Rate { start: f64, step: f64 },
+    /// Clients `start + k * step`.
+    Clients { start: u64, step: u64 },
+}
+
+/// One step's figures and verdict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepOutcome {
+    pub rate: f64,
+    pub clients: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+    pub delivered_ratio: f64,
+    pub deliveries_per_second: f64,
+    pub ok: bool,
+    /// Why the step failed.
+    pub reason: Option<String>,
+    pub result: RunResult,
+}
+
+/// Judges a finished rate run against the SLO.
+pub fn judge(r: &RunResult, slo_p99: Option<Duration>) -> StepOutcome {
+    let latency = r.totals.hists.get("latency").cloned().unwrap_or_default();
+    let expected = r.totals.streams * r.totals.published;
+    let delivered_ratio = if expected == 0 { 0.0 } else { r.loss.delivered as f64 / expected as f64 };
+    let p99_ns = latency.at(0.99);
+    let mut reason = None;
+    if delivered_ratio < DELIVERED_MIN {
+        reason = Some(format!("delivered {:.1}% of expected", delivered_ratio * 100.0));
+    } else if let Some(slo) = slo_p99
+        && p99_ns > slo.as_nanos() as u64
+    {
+        reason = Some(format!("p99 {} > SLO {}", fmt_ns(p99_ns), fmt_ns(slo.as_nanos() as u64)));
+    } else if r.warnings.iter().any(|w| w.starts_with("LOAD GENERATOR WAS BUSY")) {
+        reason = Some("the load generator was busy: inconclusive".into());
+    }
+    StepOutcome {
+        rate: match r.plan.workload.schedule {
+            Schedule::Open { per_second } => per_second,
+            _ => 0.0,
+        },
+        clients: r.plan.clients.count,
+        p50_ns: latency.at(0.5),
+        p99_ns,
+        max_ns: latency.at(1.0),
+        delivered_ratio,
+        deliveries_per_second: r.loss.delivered as f64 / r.run_seconds.max(1e-9),
+        ok: reason.is_none(),
+        reason,
+        result: r.clone(),
+    }
+}
+
+fn with_rate(base: &Plan, rate: f64) -> Plan {
+    let mut plan = base.clone();
+    plan.workload.schedule = Schedule::Open { per_second: rate };
+    plan
+}
+
+fn step_plan(base: &Plan, stepping: Stepping, k: usize) -> Plan {
+    match stepping {
+        Stepping::Rate { start, step } => with_rate(base, start + k as f64 * step),
+        Stepping::Clients { start, step } => {
+            let mut plan = base.clone();
+            plan.clients.count = start + k as u64 * step;
+            plan
+        }
+    }
+}
+
+fn run_step(
+    plan: &Plan,
+    observe: &Observe,
+    slo: Option<Duration>,
+    quiet: bool,
+) -> anyhow::Result<StepOutcome> {
+    let r = crate::run(plan, observe.clone(), &Outputs::default(), quiet)?;
+    let outcome = judge(&r, slo);
+    if !quiet {
+        eprintln!("{}", step_line(&outcome));
+    }
+    Ok(outcome)
+}
+
+/// Steps until one fails or `max_steps` ran.
+pub fn ramp(
+    base: &Plan,
+    stepping: Stepping,
+    max_steps: usize,
+    slo_p99: Option<Duration>,
+    observe: &Observe,
+    quiet: bool,
+) -> anyhow::Result<Vec<StepOutcome>> {
+    let mut steps = Vec::new();
+    for k in 0..max_steps.max(1) {
+        let outcome = run_step(&step_plan(base, stepping, k), observe, slo_p99, quiet)?;
+        let ok = outcome.ok;
+        steps.push(outcome);
+        if !ok {
+            break;
+        }
+    }
+    Ok(steps)
+}
+
+/// Doubles the rate from `start` until a step fails, then bisects between the last good and the
+/// first failing rate.
+pub fn saturate(
+    base: &Plan,
+    start: f64,
+    max_steps: usize,
+    observe: &Observe,
+    quiet: bool,
+) -> anyhow::Result<Vec<StepOutcome>> {
+    let mut steps = Vec::new();
+    let (mut good, mut bad) = (None::<f64>, None::<f64>);
+    let mut rate = start;
+    for _ in 0..max_steps.max(1) {
+        let outcome = run_step(&with_rate(base, rate), observe, None, quiet)?;
+        let ok = outcome.ok;
+        steps.push(outcome);
+        if ok {
+            good = Some(rate);
+            rate *= 2.0;
+        } else {
+            bad = Some(rate);
+            break;
+        }
+    }
+    if let (Some(mut lo), Some(mut hi)) = (good, bad) {
+        for _ in 0..BISECT_STEPS {
+            let mid = (lo + hi) / 2.0;
+            let outcome = run_step(&with_rate(base, mid), observe, None, quiet)?;
+            if outcome.ok {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+            steps.push(outcome);
+        }
+    }
+    Ok(steps)
+}
+
+/// The last passing step, if any.
+pub fn last_good(steps: &[StepOutcome]) -> Option<&StepOutcome> {
+    steps.iter().filter(|s| s.ok).max_by(|a, b| a.deliveries_per_second.total_cmp(&b.deliveries_per_second))
+}
+
+pub fn step_line(s: &StepOutcome) -> String {
+    format!(
+        "| {:>10.0} | {:>8} | {:>10.0} | {:>6.2}% | {:>9} | {:>9} | {:>9} | {} |",
+        s.rate,
+        s.clients,
+        s.deliveries_per_second,
+        s.delivered_ratio * 100.0,
+        fmt_ns(s.p50_ns),
+        fmt_ns(s.p99_ns),
+        fmt_ns(s.max_ns),
+        s.reason.as_deref().unwrap_or("ok")
+    )
+}
+
+pub fn render(steps: &[StepOutcome], what: &str) -> String {
+    let mut out = String::from(
+        "\n|  rate (/s) |  clients | deliveries/s | delivered |      p50 |      p99 |      max | verdict |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for s in steps {
+        out.push_str(&step_line(s));
+        out.push('\n');
+    }
+    match last_good(steps) {
+        Some(s) => out.push_str(&format!(
+            "\n{what}: {:.0} deliveries/s ({} clients x {:.0} msg/s), p99 {}\n",
+            s.deliveries_per_second,
+            s.clients,
+            s.rate,
+            fmt_ns(s.p99_ns)
+        )),
+        None => out.push_str(&format!("\n{what}: no step passed\n")),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, plan_of};
+
+    fn base() -> Plan {
+        let cli = <Cli as clap::Parser>::try_parse_from(["lg", "rate", "--rate", "100", "--clients", "10"])
+            .unwrap();
+        plan_of(&cli.command).unwrap().0
+    }
+
+    #[test]
+    fn steps_change_one_thing() {
+        let b = base();
+        let p = step_plan(&b, Stepping::Rate { start: 100.0, step: 50.0 }, 2);
+        assert_eq!(p.workload.schedule, Schedule::Open { per_second: 200.0 });
+        assert_eq!(p.clients.count, 10);
+        let p = step_plan(&b, Stepping::Clients { start: 10, step: 5 }, 3);
+        assert_eq!(p.clients.count, 25);
+        assert_eq!(p.workload.schedule, b.workload.schedule);
+    }
+}

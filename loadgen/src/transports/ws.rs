@@ -1,0 +1,253 @@
+//! A WebSocket client on tokio-uring, built on `tickcast_protocol::frame`.
+//!
+//! Frames from the server are decoded in place in the read buffer: an unfragmented data frame is
+//! handed to the caller as a range of that buffer, with no copy and no allocation. Pings are
+//! answered inside `next`. UTF-8 is not validated here: the load generator measures servers, the
+//! Autobahn suite checks their conformance.
+
+use std::io;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::rc::Rc;
+use std::time::Instant;
+
+use tickcast_protocol::frame::{HeaderStatus, OpCode, Role, decode_header, write_client_frame};
+use tickcast_protocol::handshake::ClientHandshake;
+use tokio_uring::buf::BoundedBuf;
+use tokio_uring::net::TcpStream;
+
+use crate::plan::Target;
+
+/// Largest frame accepted from a server.
+pub const MAX_FRAME_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest handshake response head (the protocol crate refuses larger ones itself).
+const RESPONSE_HEAD_MAX_BYTES: usize = 16 * 1024;
+
+/// How long each step of opening a connection took.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenTimes {
+    pub connect_ns: u64,
+    pub handshake_ns: u64,
+}
+
+/// The write half: shares the socket with the client, so a sender task and a receiver task can
+/// run side by side.
+pub struct WsWriter {
+    stream: Rc<TcpStream>,
+    tx: Vec<u8>,
+    mask_state: u64,
+}
+
+impl WsWriter {
+    /// Sends one unfragmented, masked frame; returns the bytes written.
+    pub async fn send(&mut self, opcode: OpCode, payload: &[u8]) -> io::Result<usize> {
+        let mask = self.next_mask();
+        let mut tx = std::mem::take(&mut self.tx);
+        tx.clear();
+        write_client_frame(&mut tx, opcode, payload, mask);
+        let len = tx.len();
+        let (result, tx) = self.stream.write_all(tx).await;
+        self.tx = tx;
+        result.map(|()| len)
+    }
+
+    /// xorshift64*: masks need to be unpredictable to intermediaries, not cryptographically
+    /// strong; the state is seeded from the OS RNG per connection.
+    fn next_mask(&mut self) -> [u8; 4] {
+        let mut x = self.mask_state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.mask_state = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32).to_le_bytes()[..4].try_into().expect("4 bytes")
+    }
+}
+
+/// A received data message: `text` or binary, its payload at `range` of the client's buffers
+/// (read it with [`WsClient::payload`] before the next call to `next`).
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub text: bool,
+    range: Range<usize>,
+    assembled: bool,
+}
+
+/// A connected, upgraded WebSocket client.
+pub struct WsClient {
+    pub writer: WsWriter,
+    stream: Rc<TcpStream>,
+    /// Received bytes; `rx[start..]` is not yet decoded.
+    rx: Vec<u8>,
+    start: usize,
+    min_read_bytes: usize,
+    /// A fragmented message being assembled, and its opcode.
+    fragments: Vec<u8>,
+    fragment_text: Option<bool>,
+    pub bytes_received: u64,
+    pub pings_received: u64,
+    /// Wall-clock time (ns) the last read completed: the arrival time of every message it
+    /// carried, read once per read rather than once per message.
+    pub last_read_ns: u64,
+}
+
+impl WsClient {
+    /// Connects (from `source` if given), sends the upgrade request for `target.path` and waits
+    /// for `101 Switching Protocols`.
+    pub async fn open(
+        target: &Target,
+        source: Option<IpAddr>,
+        read_buf_bytes: usize,
+    ) -> anyhow::Result<(WsClient, OpenTimes)> {
+        let began = Instant::now();
+        let stream = Rc::new(crate::net::connect(target.addr, source).await?);
+        let connected = Instant::now();
+        let seed: u64 = rand::random::<u64>() | 1;
+        let (handshake, request) =
+            ClientHandshake::new(&target.authority(), &target.path, rand::random(), &[]);
+        let (result, _) = stream.write_all(request).await;
+        result?;
+        let mut client = WsClient {
+            writer: WsWriter { stream: stream.clone(), tx: Vec::with_capacity(256), mask_state: seed },
+            stream,
+            rx: Vec::with_capacity(read_buf_bytes.max(512)),
+            start: 0,
+            min_read_bytes: (read_buf_bytes / 2).max(256),
+            fragments: Vec::new(),
+            fragment_text: None,
+            bytes_received: 0,
+            pings_received: 0,
+            last_read_ns: 0,
+        };
+        let head_len = loop {
+            if let Some(len) = handshake.parse_response(&client.rx)? {
+                break len;
+            }
+            anyhow::ensure!(client.rx.len() < RESPONSE_HEAD_MAX_BYTES, "handshake response head too large");
+            if client.fill().await? == 0 {
+                anyhow::bail!("server closed during the handshake");
+            }
+        };
+        client.start = head_len;
+        let done = Instant::now();
+        let times = OpenTimes {
+            connect_ns: (connected - began).as_nanos() as u64,
+            handshake_ns: (done - connected).as_nanos() as u64,
+        };
+        Ok((client, times))
+    }
+
+    /// A second write half on the same socket (for a separate sender task).
+    pub fn split_writer(&self) -> WsWriter {
+        WsWriter {
+            stream: self.stream.clone(),
+            tx: Vec::with_capacity(256),
+            mask_state: rand::random::<u64>() | 1,
+        }
+    }
+
+    /// The payload of `msg`, valid until the next call to `next`.
+    pub fn payload(&self, msg: &Incoming) -> &[u8] {
+        if msg.assembled { &self.fragments } else { &self.rx[msg.range.clone()] }
+    }
+
+    /// Waits for the next data message. Answers pings; answers a close and returns `None`;
+    /// returns `None` on end of stream too.
+    pub async fn next(&mut self) -> anyhow::Result<Option<Incoming>> {
+        loop {
+            let avail = &self.rx[self.start..];
+            if let HeaderStatus::Complete { header, header_len } =
+                decode_header(avail, Role::Client, MAX_FRAME_BYTES)?
+            {
+                let total = header_len + header.payload_len as usize;
+                if avail.len() >= total {
+                    let range = self.start + header_len..self.start + total;
+                    self.start += total;
+                    if let Some(msg) = self.on_frame(header.opcode, header.fin, range).await? {
+                        return Ok(msg);
+                    }
+                    continue;
+                }
+                self.rx.reserve(total);
+            }
+            if self.fill().await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Handles one complete frame. `Some(None)`: the connection is closing.
+    async fn on_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        range: Range<usize>,
+    ) -> anyhow::Result<Option<Option<Incoming>>> {
+        match opcode {
+            OpCode::Text | OpCode::Binary if fin => {
+                Ok(Some(Some(Incoming { text: opcode == OpCode::Text, range, assembled: false })))
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.fragments.clear();
+                self.fragments.extend_from_slice(&self.rx[range]);
+                self.fragment_text = Some(opcode == OpCode::Text);
+                Ok(None)
+            }
+            OpCode::Continuation => {
+                let text = self
+                    .fragment_text
+                    .ok_or_else(|| anyhow::anyhow!("continuation frame without a message"))?;
+                self.fragments.extend_from_slice(&self.rx[range]);
+                if !fin {
+                    return Ok(None);
+                }
+                self.fragment_text = None;
+                Ok(Some(Some(Incoming { text, range: 0..0, assembled: true })))
+            }
+            OpCode::Ping => {
+                self.pings_received += 1;
+                let payload = self.rx[range].to_vec();
+                self.writer.send(OpCode::Pong, &payload).await?;
+                Ok(None)
+            }
+            OpCode::Pong => Ok(None),
+            OpCode::Close => {
+                let code = self.rx[range].get(..2).map(<[u8]>::to_vec).unwrap_or_default();
+                let _ = self.writer.send(OpCode::Close, &code).await;
+                Ok(Some(None))
+            }
+        }
+    }
+
+    /// Starts the closing handshake (1000) and shuts the socket down for writing.
+    pub async fn close(&mut self) {
+        let _ = self.writer.send(OpCode::Close, &1000u16.to_be_bytes()).await;
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// Bytes received since the last call (for live progress).
+    pub fn take_bytes_received(&mut self) -> u64 {
+        std::mem::take(&mut self.bytes_received)
+    }
+
+    /// Reads more bytes into `rx`; returns how many (0: end of stream).
+    async fn fill(&mut self) -> io::Result<usize> {
+        if self.start == self.rx.len() {
+            self.rx.clear();
+            self.start = 0;
+        } else if self.rx.capacity() - self.rx.len() < self.min_read_bytes && self.start > 0 {
+            self.rx.drain(..self.start);
+            self.start = 0;
+        }
+        if self.rx.capacity() - self.rx.len() < self.min_read_bytes {
+            self.rx.reserve(self.min_read_bytes);
+        }
+        let buf = std::mem::take(&mut self.rx);
+        let (len, cap) = (buf.len(), buf.capacity());
+        let (result, slice) = self.stream.read(buf.slice(len..cap)).await;
+        self.rx = slice.into_inner();
+        let n = result?;
+        self.last_read_ns = crate::time::now_ns();
+        self.bytes_received += n as u64;
+        Ok(n)
+    }
+}
