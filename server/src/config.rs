@@ -73,7 +73,7 @@ pub struct Config {
     pub sqpoll: Option<u32>,
 
     /// Receive buffers per worker in the provided buffer ring (power of two, at most 32768).
-    #[arg(long, env = "TICKCAST_BUF_COUNT", default_value_t = 2048)]
+    #[arg(long, env = "TICKCAST_BUF_COUNT", default_value_t = 1024)]
     pub buf_count: u16,
 
     /// Size of each receive buffer.

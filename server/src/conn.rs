@@ -57,6 +57,8 @@ pub struct Conn {
     pub ping_outstanding: bool,
     /// Completed the WebSocket handshake (counted in the WebSocket gauge until released).
     pub upgraded: bool,
+    /// Replies backed up past the send-queue limit: stop receiving until they drain.
+    pub read_paused: bool,
     /// Index of the send buffer (msghdr + iovecs) in flight.
     pub send_slot: u32,
     /// The one deadline that matters now (handshake, idle, pong or close); timer wheel entries
@@ -83,6 +85,7 @@ impl Default for Conn {
             close_sent: false,
             ping_outstanding: false,
             upgraded: false,
+            read_paused: false,
             send_slot: 0,
             deadline_tick: 0,
             last_rx_tick: 0,
@@ -224,7 +227,7 @@ impl Conn {
             Message::Binary(payload) => self.queue_data(endpoint, OpCode::Binary, &payload, env),
             Message::Ping(payload) => {
                 let pong = frame::server_frame(OpCode::Pong, &payload);
-                self.queue(pong, env);
+                self.queue_reply(pong, env);
             }
             Message::Pong(_) => {}
             Message::Close(close) => {
@@ -244,8 +247,21 @@ impl Conn {
         match endpoint {
             Endpoint::Echo => {
                 let frame = frame::server_frame(opcode, payload);
-                self.queue(frame, env);
+                self.queue_reply(frame, env);
             }
+        }
+    }
+
+    /// Queues a reply the client asked for (an echo, a pong). Replies are never dropped: past
+    /// the send-queue limit the connection stops reading instead, so TCP flow control pushes
+    /// back on a client that sends faster than it reads (the worker resumes reading once the
+    /// queue drained to half the limit).
+    fn queue_reply(&mut self, frame: Bytes, env: &Env<'_>) {
+        self.sendq.push_unbounded(frame);
+        metrics::inc(&env.stats.frames_out);
+        if self.sendq.pending_bytes() > env.send_queue_limit && !self.read_paused {
+            self.read_paused = true;
+            metrics::inc(&env.stats.read_pauses);
         }
     }
 

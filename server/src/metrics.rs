@@ -22,6 +22,8 @@ pub struct WorkerStats {
     pub http_requests: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
+    /// Times a connection stopped reading because its replies backed up (echo backpressure).
+    pub read_pauses: AtomicU64,
     pub handshake_timeouts: AtomicU64,
     pub idle_timeouts: AtomicU64,
     pub close_timeouts: AtomicU64,
@@ -73,6 +75,7 @@ const METRICS: &[(&str, &str, &str, Field)] = &[
     ("tickcast_slow_consumer_closes_total", "counter", "Connections closed over the send-queue limit", |s| {
         &s.slow_consumer_closes
     }),
+    ("tickcast_read_pauses_total", "counter", "Reads paused until queued replies drained (backpressure)", |s| &s.read_pauses),
     ("tickcast_handshake_timeouts_total", "counter", "Connections dropped for a slow handshake", |s| {
         &s.handshake_timeouts
     }),

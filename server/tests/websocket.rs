@@ -188,3 +188,29 @@ fn server_pings_idle_clients_and_drops_silent_ones() {
         assert_eq!(next(&mut ws).await, Message::text("alive"));
     });
 }
+
+#[test]
+fn a_client_that_sends_faster_than_it_reads_is_paused_not_dropped() {
+    let server = Server::start(&["--threads", "1", "--send-queue-limit", "64KiB"]);
+    let mut s = raw_ws(server.addr, "/echo");
+    let mut reader = s.try_clone().unwrap();
+    const FRAMES: usize = 4000;
+    const SIZE: usize = 4096;
+    let writer = std::thread::spawn(move || {
+        for i in 0..FRAMES {
+            let payload = vec![(i % 251) as u8; SIZE];
+            s.write_all(&masked(0x82, &payload)).unwrap();
+        }
+        s
+    });
+    // Let the writer get far ahead: the server must stop reading rather than queue it all.
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..FRAMES {
+        let (op, payload) = read_frame(&mut reader).expect("every echo arrives");
+        assert_eq!(op, 2);
+        assert!(payload.len() == SIZE && payload[0] == (i % 251) as u8, "echo {i} out of order");
+    }
+    let _s = writer.join().unwrap();
+    assert!(server.metric("tickcast_read_pauses_total") >= 1, "reading was never paused");
+    assert_eq!(server.metric("tickcast_slow_consumer_closes_total"), 0);
+}

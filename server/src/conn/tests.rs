@@ -196,18 +196,42 @@ fn protocol_errors_map_to_close_codes() {
 }
 
 #[test]
-fn slow_consumer_is_closed_with_1013_and_queue_stays_bounded() {
+fn echo_replies_past_the_limit_pause_reading_instead_of_dropping() {
     let mut h = Harness::new();
     h.upgrade();
     let frame = client_frame(OpCode::Binary, &[1; 1000]);
     for _ in 0..10 {
-        h.feed(&frame); // never take_output: the peer does not read
-        assert!(h.conn.sendq.pending_bytes() <= 4096 + 128);
+        h.feed(&frame); // the peer does not read its echoes
     }
+    assert!(h.conn.read_paused, "reading must pause past the limit");
+    assert_eq!(h.conn.phase, Phase::Open(Endpoint::Echo));
     let msgs = h.messages();
-    assert_eq!(msgs.last().and_then(close_code), Some(1013));
+    assert_eq!(msgs.len(), 10, "every echo is kept");
+    assert_eq!(h.stats.slow_consumer_closes.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn slow_consumer_of_server_frames_is_closed_with_1013_and_queue_stays_bounded() {
+    let mut h = Harness::new();
+    h.upgrade();
+    let env = Env {
+        header_limits: HeaderLimits { max_bytes: 1024, max_headers: 16 },
+        echo_limits: Limits { max_frame: 1024, max_message: 2048 },
+        send_queue_limit: 4096,
+        stats: &h.stats,
+        metrics: &String::new,
+    };
+    let frame = frame::server_frame(OpCode::Text, &[b'x'; 1000]);
+    let mut accepted = 0;
+    while h.conn.queue(frame.clone(), &env) {
+        accepted += 1;
+        assert!(accepted < 100, "the queue never filled");
+    }
+    assert!(h.conn.sendq.pending_bytes() <= 4096 + 128);
     assert_eq!(h.stats.slow_consumer_closes.load(Ordering::Relaxed), 1);
     assert_eq!(h.conn.phase, Phase::Draining);
+    let msgs = h.messages();
+    assert_eq!(msgs.last().and_then(close_code), Some(1013));
 }
 
 #[test]

@@ -194,7 +194,7 @@ impl Worker {
 
     fn arm_recv(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
-        if conn.recv_armed || conn.phase == Phase::Teardown {
+        if conn.recv_armed || conn.read_paused || conn.phase == Phase::Teardown {
             return;
         }
         conn.recv_armed = true;
@@ -360,7 +360,9 @@ impl Worker {
         let live = self.live(token);
         if let Some(slot) = live {
             if !cqueue::more(flags) {
-                self.conns[slot as usize].recv_armed = false;
+                let conn = &mut self.conns[slot as usize];
+                conn.recv_armed = false;
+                conn.cancel_sent = false; // a cancel, if any, was for this receive
             }
             if result > 0 {
                 if let Some(bid) = bid {
@@ -376,7 +378,7 @@ impl Worker {
                 self.conns[slot as usize].abort();
             }
             let conn = &self.conns[slot as usize];
-            if !conn.recv_armed && conn.phase != Phase::Teardown {
+            if !conn.recv_armed && !conn.read_paused && conn.phase != Phase::Teardown {
                 self.rearm.push(slot);
             }
             self.reconcile(slot);
@@ -439,6 +441,12 @@ impl Worker {
         if result >= 0 {
             conn.sendq.advance(result as usize);
             metrics::add(&stats.bytes_out, result as u64);
+            if conn.read_paused && conn.sendq.pending_bytes() <= self.config.send_queue_limit / 2 {
+                conn.read_paused = false;
+                if !conn.recv_armed && conn.phase != Phase::Teardown {
+                    self.rearm.push(slot);
+                }
+            }
         } else {
             // EPIPE, ECONNRESET...: the peer is gone.
             conn.abort();
@@ -499,6 +507,14 @@ impl Worker {
                 self.push(opcode::Shutdown::new(Fixed(slot), libc::SHUT_WR).build().user_data(token));
             }
             _ => {}
+        }
+        let conn = &mut self.conns[slot as usize];
+        if conn.read_paused && conn.recv_armed && !conn.cancel_sent {
+            // Backpressure: stop the multishot receive; re-armed when the queue drains.
+            conn.cancel_sent = true;
+            let recv = Token::new(OpKind::Recv, slot, conn.generation).encode();
+            let token = Token::new(OpKind::Cancel, slot, conn.generation).encode();
+            self.push(opcode::AsyncCancel2::new(CancelBuilder::user_data(recv)).build().user_data(token));
         }
         let conn = &mut self.conns[slot as usize];
         if !conn.sendq.is_empty() && !conn.send_inflight && !conn.dirty {
