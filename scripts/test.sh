@@ -20,3 +20,27 @@ fi
 
 step "cargo test --workspace"
 cargo test --workspace --locked
+
+# RFC 6455 conformance: the Autobahn|Testsuite against /echo, every non-compression case, strict
+# (NON-STRICT counts as a failure). Runs when the suite is present beside the project
+# (../shared/autobahn); AUTOBAHN=0 skips it.
+autobahn_dir="$(cd .. && pwd)/shared/autobahn"
+if [ "${AUTOBAHN:-1}" != 0 ] && [ -x "$autobahn_dir/run.sh" ]; then
+  step "Autobahn|Testsuite against /echo (cases 1-7, 9, 10; strict)"
+  export AUTOBAHN_VENV="${AUTOBAHN_VENV:-${TMPDIR:-/tmp}/autobahn-testsuite-py3}"
+  if [ ! -x "$AUTOBAHN_VENV/bin/wstest" ]; then
+    "$autobahn_dir/setup.sh" "$AUTOBAHN_VENV"
+  fi
+  cargo build --release --locked -p tickcast-server
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  target/release/tickcast --listen "127.0.0.1:$port" --threads 1 --log warn &
+  server_pid=$!
+  trap 'kill "$server_pid" 2>/dev/null || true' EXIT
+  "$autobahn_dir/run.sh" --fail-on FAILED,NON-STRICT,UNIMPLEMENTED --out "target/autobahn" \
+    "ws://127.0.0.1:$port/echo" "1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*"
+  kill "$server_pid"
+  wait "$server_pid" || { echo "tickcast did not exit cleanly after the suite" >&2; exit 1; }
+  trap - EXIT
+else
+  echo "(Autobahn|Testsuite not found at $autobahn_dir: conformance run skipped)"
+fi
