@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::plan::{Clients, Plan, Publisher, Scenario, Schedule, Stop, Target, Workload, parse_source_ips};
+use crate::plan::{
+    Clients, Plan, PollPlan, Publisher, Scenario, Schedule, Stop, Target, Transport, Workload,
+    parse_source_ips,
+};
 use crate::time::parse_duration;
 
 /// One process holds at most this many clients when `--workers` is automatic (the reference
@@ -52,29 +55,19 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// A publisher at a fixed rate (HTTP keep-alive POST /publish/<channel>), subscribers
-    /// measuring delivery latency from the scheduled send time, and loss.
+    /// A publisher at a fixed rate (HTTP keep-alive POST /publish/<channel>, or a WebSocket),
+    /// subscribers (ws, sse, longpoll, poll) measuring delivery latency from the scheduled send
+    /// time, and loss per channel.
     Rate {
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
         run: RunArgs,
+        #[command(flatten)]
+        msg: RateMsg,
         /// Messages per second published (in all); required unless `--publisher none`.
         #[arg(long, default_value_t = 0.0)]
         rate: f64,
-        /// Message size in bytes.
-        #[arg(long, default_value_t = 128)]
-        size: usize,
-        /// Channel published to and subscribed to.
-        #[arg(long, default_value = "bench")]
-        channel: String,
-        /// Subscriber transport (only ws so far).
-        #[arg(long, default_value = "ws")]
-        transport: String,
-        /// Who publishes: this load generator over HTTP, or nobody (the server's own feed or a
-        /// trivial sender).
-        #[arg(long, value_enum, default_value = "http")]
-        publisher: Publisher,
     },
     /// Capacity: `rate` runs stepping the publish rate (or the clients) until the p99 SLO
     /// breaks or delivery stops tracking the offered rate; reports the last good step.
@@ -101,8 +94,8 @@ pub enum Command {
         #[arg(long, value_parser = parse_duration)]
         slo_p99: Option<Duration>,
     },
-    /// The highest sustained deliveries per second: doubles the publish rate until delivery
-    /// stops tracking it, then bisects.
+    /// The highest sustained deliveries per second: publishes as fast as the subscribers keep
+    /// up, with at most `--window` messages not yet delivered to every subscriber (one process).
     Saturate {
         #[command(flatten)]
         common: Common,
@@ -110,10 +103,16 @@ pub enum Command {
         run: RunArgs,
         #[command(flatten)]
         msg: RateMsg,
-        /// Publish rate of the first step (messages/s).
+        /// Messages published but not yet delivered everywhere, at most.
+        #[arg(long, default_value_t = 8)]
+        window: u64,
+        /// Instead: a search over open-loop rates (doubling from --rate, then bisecting).
+        #[arg(long)]
+        search: bool,
+        /// --search: publish rate of the first step (messages/s).
         #[arg(long, default_value_t = 100.0)]
         rate: f64,
-        /// Most doubling steps (bisection adds 4 more).
+        /// --search: most doubling steps (bisection adds 4 more).
         #[arg(long, default_value_t = 12)]
         max_steps: usize,
     },
@@ -143,15 +142,61 @@ pub struct Outputs {
     pub hlog: Option<PathBuf>,
 }
 
-/// Message and channel of the rate-based scenarios.
+/// Messages, channels, transports of the rate-based scenarios.
 #[derive(Args, Debug)]
 pub struct RateMsg {
     /// Message size in bytes.
     #[arg(long, default_value_t = 128)]
     pub size: usize,
-    /// Channel published to and subscribed to.
-    #[arg(long, default_value = "bench")]
-    pub channel: String,
+    /// Channels published to (round robin) and subscribed to: `a,b,c`, or `prefix.*` with
+    /// --channel-count (prefix.0 .. prefix.N-1).
+    #[arg(long, alias = "channel", default_value = "bench")]
+    pub channels: String,
+    /// How many channels `prefix.*` expands to.
+    #[arg(long, default_value_t = 0)]
+    pub channel_count: usize,
+    /// Channels each subscriber subscribes to (spread evenly over the clients).
+    #[arg(long, default_value_t = 1)]
+    pub channels_per_client: usize,
+    /// How subscribers receive.
+    #[arg(long, value_enum, default_value = "ws")]
+    pub transport: Transport,
+    /// `--transport poll`: each client polls this often (open loop, staggered over clients).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub poll_interval: Duration,
+    /// `--transport longpoll`: the `timeout` asked of the server (whole seconds).
+    #[arg(long, value_parser = parse_duration, default_value = "25s")]
+    pub longpoll_timeout: Duration,
+    /// Conflated channels: report the age of each value on arrival (`staleness`) instead of
+    /// per-message latency; skipped values count as superseded, not lost.
+    #[arg(long)]
+    pub staleness: bool,
+    /// Who publishes: this load generator over HTTP or a WebSocket (`{"type":"publish"}` on
+    /// /ws), or nobody (the server's own feed or a trivial sender).
+    #[arg(long, value_enum, default_value = "http")]
+    pub publisher: Publisher,
+}
+
+impl RateMsg {
+    fn workload(&self, schedule: Schedule) -> anyhow::Result<Workload> {
+        anyhow::ensure!(self.channels_per_client >= 1, "--channels-per-client must be at least 1");
+        anyhow::ensure!(!self.poll_interval.is_zero(), "--poll-interval must be positive");
+        Ok(Workload {
+            schedule,
+            message_bytes: self.size,
+            channels: crate::channels::parse(&self.channels, self.channel_count)?,
+            channels_per_client: self.channels_per_client,
+            publisher: self.publisher,
+            transport: self.transport,
+            poll: PollPlan { interval: self.poll_interval, longpoll_timeout: self.longpoll_timeout },
+            staleness: self.staleness,
+        })
+    }
+
+    /// Subscribers' default route; each client adds `channels=` (see `scenarios::subscription`).
+    fn path(&self) -> &'static str {
+        self.transport.default_path()
+    }
 }
 
 #[derive(Args, Debug)]
@@ -270,8 +315,12 @@ fn idle_workload() -> Workload {
     Workload {
         schedule: Schedule::Unpaced,
         message_bytes: 0,
-        channel: String::new(),
+        channels: Vec::new(),
+        channels_per_client: 1,
         publisher: Publisher::None,
+        transport: Transport::Ws,
+        poll: PollPlan::default(),
+        staleness: false,
     }
 }
 
@@ -294,36 +343,37 @@ pub fn plan_of(command: &Command) -> anyhow::Result<(Plan, &Common)> {
                     Schedule::ClosedLoop
                 },
                 message_bytes: *size,
-                channel: String::new(),
-                publisher: Publisher::None,
+                ..idle_workload()
             };
             let stop = Stop { duration: run.duration, count: run.count };
             Ok((common.plan(Scenario::Echo, "/echo", workload, stop)?, common))
         }
-        Command::Rate { common, run, rate, size, channel, transport, publisher } => {
-            anyhow::ensure!(transport == "ws", "--transport {transport}: only ws is implemented so far");
-            anyhow::ensure!(*rate > 0.0 || *publisher == Publisher::None, "--rate must be positive");
-            let workload = Workload {
-                schedule: Schedule::Open { per_second: *rate },
-                message_bytes: *size,
-                channel: channel.clone(),
-                publisher: *publisher,
-            };
+        Command::Rate { common, run, msg, rate } => {
+            anyhow::ensure!(*rate > 0.0 || msg.publisher == Publisher::None, "--rate must be positive");
+            let workload = msg.workload(Schedule::Open { per_second: *rate })?;
             let stop = Stop { duration: run.duration, count: run.count };
-            let path = format!("/ws?channels={channel}");
-            Ok((common.plan(Scenario::Rate, &path, workload, stop)?, common))
+            Ok((common.plan(Scenario::Rate, msg.path(), workload, stop)?, common))
         }
-        Command::Ramp { common, run, msg, rate, .. } | Command::Saturate { common, run, msg, rate, .. } => {
+        Command::Ramp { common, run, msg, rate, .. }
+        | Command::Saturate { common, run, msg, rate, search: true, .. } => {
             anyhow::ensure!(*rate > 0.0, "--rate must be positive");
-            let workload = Workload {
-                schedule: Schedule::Open { per_second: *rate },
-                message_bytes: msg.size,
-                channel: msg.channel.clone(),
-                publisher: Publisher::Http,
-            };
+            anyhow::ensure!(msg.publisher != Publisher::None, "ramp and saturate need a publisher");
+            let workload = msg.workload(Schedule::Open { per_second: *rate })?;
             let stop = Stop { duration: run.duration, count: run.count };
-            let path = format!("/ws?channels={}", msg.channel);
-            Ok((common.plan(Scenario::Rate, &path, workload, stop)?, common))
+            Ok((common.plan(Scenario::Rate, msg.path(), workload, stop)?, common))
+        }
+        Command::Saturate { common, run, msg, window, search: false, .. } => {
+            anyhow::ensure!(*window >= 1, "--window must be at least 1");
+            anyhow::ensure!(msg.publisher != Publisher::None, "saturate needs a publisher");
+            let workload = msg.workload(Schedule::Windowed { window: *window })?;
+            let stop = Stop { duration: run.duration, count: run.count };
+            let plan = common.plan(Scenario::Rate, msg.path(), workload, stop)?;
+            // The publisher sees the deliveries of its own process only.
+            anyhow::ensure!(
+                plan.workers == 1,
+                "a windowed saturate runs in one process (at most {CLIENTS_PER_WORKER_MAX} clients, --workers 1)"
+            );
+            Ok((plan, common))
         }
         Command::Merge { .. } | Command::Worker => {
             anyhow::bail!("not a scenario")
@@ -370,14 +420,42 @@ mod tests {
     }
 
     #[test]
-    fn rate_subscribes_to_its_channel() {
+    fn rate_subscribes_to_its_channels() {
         let p = plan(&["lg", "rate", "--rate", "100", "--channel", "tick", "--clients", "5"]);
-        assert_eq!(p.target.path, "/ws?channels=tick");
+        assert_eq!(p.target.path, "/ws");
+        assert_eq!(p.workload.channels, ["tick"]);
         assert_eq!(p.workload.schedule, Schedule::Open { per_second: 100.0 });
-        assert!(
-            Cli::try_parse_from(["lg", "rate", "--rate", "1", "--transport", "sse"])
-                .map(|c| plan_of(&c.command).is_err())
-                .unwrap()
-        );
+        let p = plan(&[
+            "lg",
+            "rate",
+            "--rate",
+            "1",
+            "--transport",
+            "poll",
+            "--poll-interval",
+            "250ms",
+            "--channels",
+            "t.*",
+            "--channel-count",
+            "4",
+            "--channels-per-client",
+            "2",
+        ]);
+        assert_eq!(p.target.path, "/poll");
+        assert_eq!(p.workload.channels.len(), 4);
+        assert_eq!(p.workload.poll.interval, Duration::from_millis(250));
+        let bad =
+            |args: &[&str]| Cli::try_parse_from(args).map(|c| plan_of(&c.command).is_err()).unwrap_or(true);
+        assert!(bad(&["lg", "rate", "--rate", "1", "--channels", "a b"]));
+        assert!(bad(&["lg", "rate", "--rate", "1", "--transport", "carrier-pigeon"]));
+    }
+
+    #[test]
+    fn saturate_is_windowed_by_default() {
+        let p = plan(&["lg", "saturate", "--clients", "3", "--publisher", "ws"]);
+        assert_eq!(p.workload.schedule, Schedule::Windowed { window: 8 });
+        assert_eq!(p.workload.publisher, Publisher::Ws);
+        let p = plan(&["lg", "saturate", "--search", "--rate", "50"]);
+        assert_eq!(p.workload.schedule, Schedule::Open { per_second: 50.0 });
     }
 }

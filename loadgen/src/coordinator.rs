@@ -90,7 +90,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
     while finished < n {
         match rx.recv_timeout(Duration::from_millis(10)) {
             Ok(WorkerEvent::Progress { worker, counters, interval }) => {
-                latest[worker] = counters;
+                latest[worker] = *counters;
                 progress.add_interval(&interval);
             }
             Ok(WorkerEvent::Ready { .. }) => state.ready += 1,
@@ -171,7 +171,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
         totals.merge(r);
     }
     let mut loss = totals.loss;
-    loss.tail_missing = (totals.streams * totals.published).saturating_sub(totals.seq_max_sum);
+    loss.tail_missing = totals.expected().saturating_sub(totals.seq_max_sum);
     if plan.workers <= 1 {
         totals.cpu_seconds = 0.0;
     }

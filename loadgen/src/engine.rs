@@ -74,7 +74,7 @@ pub enum WorkerEvent {
     /// Cumulative counters and the latency recorded since the previous progress event.
     Progress {
         worker: usize,
-        counters: Counters,
+        counters: Box<Counters>,
         interval: Hist,
     },
     /// Every client of this worker finished opening (successfully or not).
@@ -103,6 +103,12 @@ pub struct WorkerResult {
     pub seq_max_sum: u64,
     /// Messages the publisher(s) of this worker sent.
     pub published: u64,
+    /// Subscriber streams per channel index (with `published`, the expected deliveries).
+    #[serde(default)]
+    pub subscriptions: Vec<u64>,
+    /// Channels the publisher spread its messages over (0: unknown, as many as subscribed).
+    #[serde(default)]
+    pub published_channels: usize,
     /// CPU seconds (user + system) this worker process used; 0 when not a separate process.
     pub cpu_seconds: f64,
     /// The part of `cpu_seconds` spent between the start and stop commands (measured phase).
@@ -117,8 +123,35 @@ impl WorkerResult {
         self.streams += o.streams;
         self.seq_max_sum += o.seq_max_sum;
         self.published += o.published;
+        self.published_channels = self.published_channels.max(o.published_channels);
+        add_counts(&mut self.subscriptions, &o.subscriptions);
         self.cpu_seconds += o.cpu_seconds;
         self.run_cpu_seconds += o.run_cpu_seconds;
+    }
+}
+
+impl WorkerResult {
+    /// Deliveries expected: every subscription receives what was published on its channel.
+    pub fn expected(&self) -> u64 {
+        let channels = match self.published_channels {
+            0 => self.subscriptions.len().max(1),
+            n => n,
+        };
+        self.subscriptions
+            .iter()
+            .enumerate()
+            .map(|(c, &subs)| subs * crate::channels::published_on(c, self.published, channels))
+            .sum()
+    }
+}
+
+/// Adds `from` to `into` element by element (growing `into` as needed).
+pub fn add_counts(into: &mut Vec<u64>, from: &[u64]) {
+    if into.len() < from.len() {
+        into.resize(from.len(), 0);
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        *a += b;
     }
 }
 
@@ -140,6 +173,8 @@ pub struct Ctx {
     /// Executors sharing the connect schedule (workers x threads).
     pub executors: usize,
     pub is_publisher: bool,
+    /// Windowed runs: deliveries acknowledged to the publisher (shared by the worker's threads).
+    pub window: Arc<crate::deliveries::WindowState>,
 }
 
 /// What one thread records. Borrowed briefly, never across an `.await`.
@@ -153,6 +188,8 @@ pub struct ThreadStats {
     pub streams: u64,
     pub seq_max_sum: u64,
     pub published: u64,
+    /// Subscriber streams per channel index.
+    pub subscriptions: Vec<u64>,
     /// Clients that finished opening (either way).
     pub opened: u64,
 }
@@ -186,6 +223,7 @@ pub fn run_worker(
         threads_ready: AtomicUsize::new(0),
         threads_done: AtomicUsize::new(0),
     });
+    let window = Arc::new(crate::deliveries::WindowState::default());
     let parts = split(slice.count, threads);
     let handles: Vec<_> = parts
         .into_iter()
@@ -198,6 +236,7 @@ pub fn run_worker(
                 stats: RefCell::new(ThreadStats::default()),
                 executors: plan.workers.max(1) * threads,
                 is_publisher: slice.worker == 0 && thread == 0,
+                window: window.clone(),
             };
             let shared = shared.clone();
             let first = slice.first + first;
@@ -243,7 +282,9 @@ pub fn run_worker(
         result.streams += stats.streams;
         result.seq_max_sum += stats.seq_max_sum;
         result.published += stats.published;
+        add_counts(&mut result.subscriptions, &stats.subscriptions);
     }
+    result.published_channels = plan.workload.channels.len();
     result
 }
 
@@ -253,7 +294,7 @@ fn progress(shared: &Shared, worker: usize) -> WorkerEvent {
         counters.merge(c);
     }
     let interval = std::mem::take(&mut *shared.interval.lock().expect("poisoned"));
-    WorkerEvent::Progress { worker, counters, interval }
+    WorkerEvent::Progress { worker, counters: Box::new(counters), interval }
 }
 
 async fn thread_main(ctx: Rc<Ctx>, first: u64, count: u64, shared: Arc<Shared>) -> ThreadStats {
@@ -265,9 +306,9 @@ async fn thread_main(ctx: Rc<Ctx>, first: u64, count: u64, shared: Arc<Shared>) 
     let mut tasks = Vec::with_capacity(count as usize + 1);
     if ctx.is_publisher
         && ctx.plan.scenario == crate::plan::Scenario::Rate
-        && ctx.plan.workload.publisher == crate::plan::Publisher::Http
+        && ctx.plan.workload.publisher != crate::plan::Publisher::None
     {
-        tasks.push(tokio_uring::spawn(crate::scenarios::rate::publisher(ctx.clone(), phase_rx.clone())));
+        tasks.push(tokio_uring::spawn(crate::scenarios::publish::publisher(ctx.clone(), phase_rx.clone())));
     }
     let schedule = ctx.plan.clients.connect.share(ctx.executors);
     let permits = Arc::new(tokio::sync::Semaphore::new(ctx.plan.clients.connect_concurrency.max(1)));

@@ -5,8 +5,10 @@
 //! `coordinator::run` over worker threads or processes (`engine`, `workers`), reported by
 //! `report`.
 
+pub mod channels;
 pub mod cli;
 pub mod coordinator;
+pub mod deliveries;
 pub mod engine;
 pub mod loss;
 pub mod net;
@@ -29,7 +31,7 @@ use plan::Plan;
 pub fn run(plan: &Plan, observe: Observe, out: &Outputs, quiet: bool) -> anyhow::Result<RunResult> {
     let mut progress = report::progress::Progress::new(plan.progress_interval, plan.clients.count, quiet);
     let result = coordinator::run(plan, observe, &mut progress)?;
-    let metric = report::main_metric(plan.scenario);
+    let metric = report::main_metric(plan);
     write_outputs(&result, out)?;
     if let Some(path) = &out.hlog {
         report::files::write_hlog(path, metric, &progress.intervals)?;
@@ -43,7 +45,7 @@ pub fn write_outputs(result: &RunResult, out: &Outputs) -> anyhow::Result<()> {
         report::files::write_json(path, result)?;
     }
     if let Some(path) = &out.percentiles {
-        let metric = report::main_metric(result.plan.scenario);
+        let metric = report::main_metric(&result.plan);
         let h = result.totals.hists.get(metric).cloned().unwrap_or_default();
         report::files::write_percentiles(path, &h)?;
     }

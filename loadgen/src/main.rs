@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
             let steps = search::ramp(&plan, stepping, *max_steps, *slo_p99, &observe, common.quiet)?;
             finish_search(&steps, "capacity (last good step)", &common.out)
         }
-        Command::Saturate { rate, max_steps, .. } => {
+        Command::Saturate { rate, max_steps, search: true, .. } => {
             let (plan, common) = plan_of(&cli.command)?;
             let observe = Observe { server_pid: common.server_pid, worker_exe: None };
             let steps = search::saturate(&plan, *rate, *max_steps, &observe, common.quiet)?;

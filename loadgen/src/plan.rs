@@ -32,6 +32,9 @@ pub enum Schedule {
     /// Open loop: event `k` (0-based) is due at `k / per_second` after the start, whether or
     /// not earlier ones were answered. Latency is measured from the due time.
     Open { per_second: f64 },
+    /// Windowed (`saturate`): publish as fast as the subscribers keep up, with at most `window`
+    /// messages published but not yet delivered to every subscriber of their channel.
+    Windowed { window: u64 },
 }
 
 impl Schedule {
@@ -137,11 +140,72 @@ pub struct Workload {
     /// Echo: per client. Rate: the publisher's schedule.
     pub schedule: Schedule,
     pub message_bytes: usize,
-    /// Rate: the channel published to.
-    pub channel: String,
+    /// Rate: the channels published to (round robin, see `channels.rs`) and subscribed to.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// Rate: channels each subscriber subscribes to.
+    #[serde(default = "one")]
+    pub channels_per_client: usize,
     /// Rate: who publishes.
     #[serde(default)]
     pub publisher: Publisher,
+    /// Rate: how subscribers receive.
+    #[serde(default)]
+    pub transport: Transport,
+    /// Rate with `poll`/`longpoll`: request cadence and hold time.
+    #[serde(default)]
+    pub poll: PollPlan,
+    /// Conflated channels: report the age of each value when it arrives (`staleness`), and
+    /// count skipped sequence numbers as superseded rather than lost.
+    #[serde(default)]
+    pub staleness: bool,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// How subscribers receive (`--transport`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// WebSocket: `GET /ws?channels=...`, one text frame per envelope.
+    #[default]
+    Ws,
+    /// Server-Sent Events: `GET /sse?channels=...`, reconnecting with `Last-Event-ID`.
+    Sse,
+    /// Long-polling: `GET /longpoll?channels=...&since=...&timeout=...`, the next request as
+    /// soon as an answer arrives.
+    Longpoll,
+    /// Polling: `GET /poll?channels=...&since=...` every `--poll-interval`, open loop.
+    Poll,
+}
+
+impl Transport {
+    /// The route subscribers use by default.
+    pub fn default_path(self) -> &'static str {
+        match self {
+            Transport::Ws => "/ws",
+            Transport::Sse => "/sse",
+            Transport::Longpoll => "/longpoll",
+            Transport::Poll => "/poll",
+        }
+    }
+}
+
+/// Polling parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PollPlan {
+    /// `poll`: a client's requests are due every `interval` (each client at its own phase).
+    pub interval: Duration,
+    /// `longpoll`: the `timeout` the server may hold a request (whole seconds on the wire).
+    pub longpoll_timeout: Duration,
+}
+
+impl Default for PollPlan {
+    fn default() -> Self {
+        PollPlan { interval: Duration::from_secs(1), longpoll_timeout: Duration::from_secs(25) }
+    }
 }
 
 /// Who publishes in a `rate` run.
@@ -151,6 +215,9 @@ pub enum Publisher {
     /// The load generator, over HTTP keep-alive `POST /publish/<channel>`.
     #[default]
     Http,
+    /// The load generator, over a WebSocket (`GET /ws`) sending `{"type":"publish",...}`
+    /// control messages; the server answers each with `published` (or `error`).
+    Ws,
     /// Nobody here: the server's own feed (or a trivial sender) produces the messages; the
     /// subscribers only receive, count and time what carries a stamp.
     None,
@@ -289,8 +356,12 @@ mod tests {
             workload: Workload {
                 schedule: Schedule::ClosedLoop,
                 message_bytes: 128,
-                channel: "bench".into(),
+                channels: vec!["bench".into()],
+                channels_per_client: 1,
                 publisher: Publisher::Http,
+                transport: Transport::Sse,
+                poll: PollPlan::default(),
+                staleness: false,
             },
             stop: Stop { duration: Duration::from_secs(1), count: Some(5) },
             threads: 1,

@@ -48,7 +48,7 @@ pub struct StepOutcome {
 /// Judges a finished rate run against the SLO.
 pub fn judge(r: &RunResult, slo_p99: Option<Duration>) -> StepOutcome {
     let latency = r.totals.hists.get("latency").cloned().unwrap_or_default();
-    let expected = r.totals.streams * r.totals.published;
+    let expected = r.totals.expected();
     let delivered_ratio = if expected == 0 { 0.0 } else { r.loss.delivered as f64 / expected as f64 };
     let p99_ns = latency.at(0.99);
     let mut reason = None;

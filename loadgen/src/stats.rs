@@ -96,6 +96,7 @@ pub fn merge_hists(into: &mut Hists, from: &Hists) {
 
 /// Event counters, all monotonic, all summed on merge.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     pub connect_attempts: u64,
     pub connected: u64,
@@ -114,6 +115,25 @@ pub struct Counters {
     pub publish_failed: u64,
     /// Sends that left later than scheduled by more than 1 ms (open-loop schedule lag).
     pub sends_late: u64,
+    /// The server's `gap` notices, and the messages they announced as never coming.
+    pub gap_notices: u64,
+    pub gap_announced: u64,
+    /// Other control messages received (`subscribed`, `published`, `error`, ...).
+    pub control_messages: u64,
+    /// Answers or events that could not be parsed (bad HTTP, JSON, SSE): counted, skipped.
+    pub malformed: u64,
+    /// HTTP requests sent by polling transports (poll, longpoll; SSE (re)connects).
+    pub requests: u64,
+    /// Poll/longpoll answers with no message in them.
+    pub empty_responses: u64,
+    /// Polls sent later than their due time (the previous answer was still outstanding).
+    pub polls_late: u64,
+    /// SSE streams re-opened with `Last-Event-ID` after the server ended them.
+    pub reconnects: u64,
+    /// Bytes the publisher wrote (requests or frames), apart from the subscribers' `bytes_sent`.
+    pub bytes_published: u64,
+    /// Conflated channels (`--staleness`): values skipped because a newer one superseded them.
+    pub superseded: u64,
 }
 
 impl Counters {
@@ -132,6 +152,16 @@ impl Counters {
         self.publish_ok += o.publish_ok;
         self.publish_failed += o.publish_failed;
         self.sends_late += o.sends_late;
+        self.gap_notices += o.gap_notices;
+        self.gap_announced += o.gap_announced;
+        self.control_messages += o.control_messages;
+        self.malformed += o.malformed;
+        self.requests += o.requests;
+        self.empty_responses += o.empty_responses;
+        self.polls_late += o.polls_late;
+        self.reconnects += o.reconnects;
+        self.superseded += o.superseded;
+        self.bytes_published += o.bytes_published;
     }
 }
 

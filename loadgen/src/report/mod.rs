@@ -14,9 +14,10 @@ const SELF_CPU_WARN: f64 = 0.85;
 const DELIVERY_WARN: f64 = 0.99;
 
 /// The histogram that is the scenario's headline.
-pub fn main_metric(scenario: Scenario) -> &'static str {
-    match scenario {
+pub fn main_metric(plan: &crate::plan::Plan) -> &'static str {
+    match plan.scenario {
         Scenario::Echo => "rtt",
+        Scenario::Rate if plan.workload.staleness => "staleness",
         Scenario::Rate => "latency",
         Scenario::Connect | Scenario::Idle => "handshake",
     }
@@ -57,7 +58,7 @@ pub fn warnings(r: &RunResult) -> Vec<String> {
         out.push(format!("{} connection(s) were cut off during the run", c.disconnected));
     }
     if r.plan.scenario == Scenario::Rate {
-        let expected = r.totals.streams * r.totals.published;
+        let expected = r.totals.expected();
         if expected > 0 && (r.loss.delivered as f64) < expected as f64 * DELIVERY_WARN {
             out.push(format!(
                 "DELIVERY DID NOT TRACK THE OFFERED RATE: {} of {} expected deliveries ({:.1}%); \
@@ -67,6 +68,16 @@ pub fn warnings(r: &RunResult) -> Vec<String> {
                 100.0 * r.loss.delivered as f64 / expected as f64
             ));
         }
+    }
+    if c.malformed > 0 {
+        out.push(format!(
+            "{} malformed answer(s) or event(s) from the server were counted and skipped",
+            c.malformed
+        ));
+    }
+    let silent = r.loss.lost().saturating_sub(c.gap_announced);
+    if r.plan.scenario == Scenario::Rate && silent > 0 && !r.plan.workload.staleness {
+        out.push(format!("{silent} message(s) were lost SILENTLY (no gap notice announced them)"));
     }
     if c.sends_late > 0 && c.messages_sent > 0 {
         let late = c.sends_late as f64 / c.messages_sent as f64;

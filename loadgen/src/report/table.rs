@@ -59,30 +59,7 @@ pub fn render(r: &RunResult) -> String {
         );
     }
     if p.scenario == Scenario::Rate {
-        let expected = r.totals.streams * r.totals.published;
-        let l = &r.loss;
-        let _ = writeln!(
-            out,
-            "published {} ({} ok, {} failed); delivered {} of {} expected; lost {} (gaps {}, tail {}), \
-             duplicates {}, reordered {}",
-            r.totals.published,
-            c.publish_ok,
-            c.publish_failed,
-            l.delivered,
-            expected,
-            l.lost(),
-            l.missing,
-            l.tail_missing,
-            l.duplicates,
-            l.reordered
-        );
-        if l.delivered > 0 {
-            let _ = writeln!(
-                out,
-                "bytes on the wire per delivered message (WebSocket, received): {:.1}",
-                c.bytes_received as f64 / l.delivered as f64
-            );
-        }
+        rate_lines(&mut out, r);
     }
     let _ = writeln!(
         out,
@@ -153,4 +130,87 @@ pub fn render(r: &RunResult) -> String {
         let _ = writeln!(out, "WARNING: {w}");
     }
     out
+}
+
+/// The `rate`/`saturate` lines: loss per (channel, seq), the server's gap notices apart from
+/// silent loss, and what each delivered message cost on the wire.
+fn rate_lines(out: &mut String, r: &RunResult) {
+    let p = &r.plan;
+    let w = &p.workload;
+    let c = &r.totals.counters;
+    let l = &r.loss;
+    let expected = r.totals.expected();
+    let _ = writeln!(
+        out,
+        "transport {:?}, publisher {:?}, {} channel(s), {} per client, schedule {:?}",
+        w.transport,
+        w.publisher,
+        w.channels.len(),
+        w.channels_per_client,
+        w.schedule
+    );
+    let silent = l.lost().saturating_sub(c.gap_announced);
+    let _ = writeln!(
+        out,
+        "published {} ({} ok, {} failed); delivered {} of {} expected; lost {} (holes {}, tail {}; \
+         announced by {} gap notice(s): {}, silent: {}), duplicates {}, reordered {}",
+        r.totals.published,
+        c.publish_ok,
+        c.publish_failed,
+        l.delivered,
+        expected,
+        l.lost(),
+        l.missing,
+        l.tail_missing,
+        c.gap_notices,
+        c.gap_announced,
+        silent,
+        l.duplicates,
+        l.reordered
+    );
+    if w.staleness {
+        let _ =
+            writeln!(out, "conflated: {} value(s) superseded before they arrived (not loss)", c.superseded);
+    }
+    if r.run_seconds > 0.0 {
+        if let crate::plan::Schedule::Windowed { window } = w.schedule {
+            // Over the publishing time only: the drain second after it publishes nothing.
+            let seconds = r.run_seconds.min(p.stop.duration.as_secs_f64()).max(1e-9);
+            let _ = writeln!(
+                out,
+                "sustained (window {window}): {:.0} deliveries/s, {:.0} messages published/s",
+                l.delivered as f64 / seconds,
+                r.totals.published as f64 / seconds
+            );
+        }
+        if c.requests > 0 {
+            let _ = writeln!(
+                out,
+                "HTTP requests {} ({:.0}/s over the run); empty answers {}; late polls {}; reconnects {}",
+                c.requests,
+                c.requests as f64 / r.run_seconds,
+                c.empty_responses,
+                c.polls_late,
+                c.reconnects
+            );
+        }
+    }
+    if c.malformed + c.control_messages > 0 {
+        let _ = writeln!(
+            out,
+            "malformed answers/events {}; control messages {}",
+            c.malformed, c.control_messages
+        );
+    }
+    if l.delivered > 0 {
+        // Subscribers' bytes both ways (the polling transports' requests included); the
+        // publisher's are counted apart (`bytes_published`).
+        let _ = writeln!(
+            out,
+            "bytes on the wire per delivered message ({:?}, HTTP/WebSocket overhead included): {:.1} received, {:.1} sent",
+            w.transport,
+            c.bytes_received as f64 / l.delivered as f64,
+            c.bytes_sent as f64 / l.delivered as f64
+        );
+    }
 }

@@ -3,15 +3,20 @@
 
 pub mod echo;
 pub mod idle;
+pub mod poll;
+pub mod publish;
 pub mod rate;
+pub mod sse;
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
+use crate::deliveries::{Deliveries, WindowState};
 use crate::engine::{Ctx, OPEN_TIMEOUT, Phase, ReadyCounter};
-use crate::plan::Scenario;
-use crate::transports::ws::WsClient;
+use crate::plan::{Scenario, Schedule, Transport};
+use crate::transports::ws::{OpenTimes, WsClient};
 
 /// One client: open (bounded by `OPEN_TIMEOUT`), record how long it took, run the scenario.
 pub async fn client(
@@ -24,35 +29,24 @@ pub async fn client(
     let plan = &ctx.plan;
     let ips = &plan.clients.source_ips;
     let source = (!ips.is_empty()).then(|| ips[(index % ips.len() as u64) as usize]);
-    ctx.stats.borrow_mut().counters.connect_attempts += 1;
-    let opened =
-        tokio::time::timeout(OPEN_TIMEOUT, WsClient::open(&plan.target, source, plan.clients.read_buf_bytes))
-            .await;
-    drop(permit);
-    let client = {
-        let mut stats = ctx.stats.borrow_mut();
-        match opened {
-            Ok(Ok((client, times))) => {
-                stats.counters.connected += 1;
-                let connect_is_main = plan.scenario == Scenario::Connect;
-                stats.record("connect", times.connect_ns, false);
-                stats.record("handshake", times.handshake_ns, connect_is_main);
-                Some(client)
-            }
-            Ok(Err(e)) => {
-                if e.downcast_ref::<std::io::Error>().is_some() {
-                    stats.counters.connect_failed += 1;
-                } else {
-                    stats.counters.handshake_failed += 1;
-                }
-                None
-            }
-            Err(_elapsed) => {
-                stats.counters.connect_failed += 1;
-                None
+    if plan.scenario == Scenario::Rate {
+        match plan.workload.transport {
+            Transport::Ws => {}
+            Transport::Sse => return sse::run(&ctx, index, source, permit, &ready, phase).await,
+            Transport::Poll | Transport::Longpoll => {
+                return poll::run(&ctx, index, source, permit, &ready, phase).await;
             }
         }
+    }
+    let path = match plan.scenario {
+        Scenario::Rate => subscription(&ctx, index).1,
+        _ => plan.target.path.clone(),
     };
+    let target = crate::plan::Target { path, ..plan.target.clone() };
+    let opened =
+        tokio::time::timeout(OPEN_TIMEOUT, WsClient::open(&target, source, plan.clients.read_buf_bytes));
+    let client = opened_client(&ctx, opened.await);
+    drop(permit);
     ready.finished();
     let Some(client) = client else {
         return;
@@ -60,8 +54,63 @@ pub async fn client(
     match plan.scenario {
         Scenario::Idle | Scenario::Connect => idle::run(&ctx, client, phase).await,
         Scenario::Echo => echo::run(&ctx, index, client, phase).await,
-        Scenario::Rate => rate::subscriber(&ctx, client, phase).await,
+        Scenario::Rate => {
+            let deliveries = deliveries(&ctx, index);
+            rate::subscriber(&ctx, client, deliveries, phase).await
+        }
     }
+}
+
+/// Counts an attempt to open a connection (any transport) and its outcome; the client if it
+/// opened.
+pub fn opened_client<T>(
+    ctx: &Ctx,
+    opened: Result<anyhow::Result<(T, OpenTimes)>, tokio::time::error::Elapsed>,
+) -> Option<T> {
+    let mut stats = ctx.stats.borrow_mut();
+    stats.counters.connect_attempts += 1;
+    match opened {
+        Ok(Ok((client, times))) => {
+            stats.counters.connected += 1;
+            let connect_is_main = ctx.plan.scenario == Scenario::Connect;
+            stats.record("connect", times.connect_ns, false);
+            stats.record("handshake", times.handshake_ns, connect_is_main);
+            Some(client)
+        }
+        Ok(Err(e)) => {
+            if e.downcast_ref::<std::io::Error>().is_some() {
+                stats.counters.connect_failed += 1;
+            } else {
+                stats.counters.handshake_failed += 1;
+            }
+            None
+        }
+        Err(_elapsed) => {
+            stats.counters.connect_failed += 1;
+            None
+        }
+    }
+}
+
+/// Client `index`'s channels (indices) and its request path: the plan's path with
+/// `channels=<names>` added, unless the path names channels itself.
+pub fn subscription(ctx: &Ctx, index: u64) -> (Vec<usize>, String) {
+    let w = &ctx.plan.workload;
+    let subs = crate::channels::for_client(index, w.channels.len(), w.channels_per_client);
+    let path = &ctx.plan.target.path;
+    if path.contains("channels=") || subs.is_empty() {
+        return (subs, path.clone());
+    }
+    let names: Vec<&str> = subs.iter().map(|&c| w.channels[c].as_str()).collect();
+    (subs.clone(), crate::channels::with_channels(path, &names))
+}
+
+/// A subscriber's accounting for client `index`.
+pub fn deliveries(ctx: &Ctx, index: u64) -> Deliveries {
+    let subs = subscription(ctx, index).0;
+    let window: Option<Arc<WindowState>> =
+        matches!(ctx.plan.workload.schedule, Schedule::Windowed { .. }).then(|| ctx.window.clone());
+    Deliveries::new(subs, ctx.plan.workload.staleness, window)
 }
 
 /// Counts the bytes a client received and whether it was cut off before the end.

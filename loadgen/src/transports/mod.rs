@@ -1,5 +1,9 @@
-//! Client transports. WebSocket first; SSE, long-polling and polling share the HTTP client in
-//! `http.rs` (the publisher uses it today).
+//! Client transports: WebSocket (`ws.rs`), and over plain HTTP/1.1 (`http.rs`, chunked bodies
+//! in `chunked.rs`): Server-Sent Events (`sse.rs`) and the JSON answers of polling and
+//! long-polling (`poll.rs`). The per-transport subscriber loops are in `scenarios/`.
 
+pub mod chunked;
 pub mod http;
+pub mod poll;
+pub mod sse;
 pub mod ws;

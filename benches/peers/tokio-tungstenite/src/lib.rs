@@ -7,6 +7,8 @@
 //! * `POST /publish` or `POST /publish/<channel>` (plain HTTP/1.1 keep-alive, same port):
 //!   broadcasts the body as one text message; answers `{"seq":N}`. The channel name is
 //!   ignored: the peer has a single channel.
+//! * A text message `{"type":"publish","channel":..,"data":..}` from a WebSocket subscriber:
+//!   broadcasts `data` (as JSON text) and answers `{"type":"published",..,"seq":N}`.
 //! * `GET /healthz`: `ok`.
 //!
 //! The first request of a connection is parsed with `httparse`; a WebSocket upgrade is answered
@@ -120,6 +122,25 @@ fn publish(shared: &Shared, body: bytes::Bytes) -> String {
     format!("{{\"seq\":{seq}}}")
 }
 
+/// A WebSocket publish (`{"type":"publish","channel":..,"data":..,"id":..}`, tickcast's control
+/// message): broadcasts `data` like `POST /publish` and returns the `published` reply. Anything
+/// else a subscriber sends is ignored, as before.
+fn publish_op(shared: &Shared, text: &str) -> Option<String> {
+    let op: serde_json::Value = serde_json::from_str(text).ok()?;
+    if op.get("type")?.as_str()? != "publish" {
+        return None;
+    }
+    let data = op.get("data")?.to_string();
+    let seq = shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
+    let _ = shared.tx.send(Message::text(data));
+    let channel = op.get("channel").and_then(|c| c.as_str()).unwrap_or("");
+    let id = op.get("id").and_then(|i| i.as_u64()).map_or(String::new(), |id| format!(",\"id\":{id}"));
+    Some(format!(
+        "{{\"type\":\"published\",\"channel\":{}{id},\"seq\":{seq}}}",
+        serde_json::Value::from(channel)
+    ))
+}
+
 struct Request {
     method: String,
     path: String,
@@ -181,6 +202,11 @@ async fn subscribe(ws: WebSocketStream<TcpStream>, shared: &Shared) -> anyhow::R
             },
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(reply) = publish_op(shared, text.as_str()) {
+                        sink.send(Message::text(reply)).await?;
+                    }
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.into()),
             },

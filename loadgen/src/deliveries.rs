@@ -1,0 +1,251 @@
+//! What a subscriber does with each message it receives, whatever the transport: find the
+//! load generator's stamp (inside tickcast's envelope or bare), account it per (channel, seq),
+//! record its latency (or, for conflated channels, its staleness), and tell the server's
+//! control messages (`gap` notices above all) apart from deliveries.
+//!
+//! WebSocket frames, SSE `data:` fields and the elements of a poll answer's `messages` all end
+//! up in `Deliveries::on_message`, so every transport is measured by the same rules.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tickcast_protocol::envelope::Control;
+
+use crate::engine::ThreadStats;
+use crate::loss::{Arrival, SeqTracker};
+use crate::stamp;
+
+/// Shared by the publisher and every subscriber of a worker in a windowed (`saturate`) run: the
+/// publisher may run at most `window` messages ahead of what the subscribers received.
+#[derive(Debug, Default)]
+pub struct WindowState {
+    /// Distinct deliveries (plus messages announced lost by `gap` notices) so far.
+    pub delivered: AtomicU64,
+    /// Open subscriptions (client x channel).
+    pub subscriptions: AtomicU64,
+    /// The publisher is waiting for deliveries: wake it.
+    pub waiting: AtomicBool,
+    pub notify: tokio::sync::Notify,
+}
+
+impl WindowState {
+    fn acknowledge(&self, n: u64) {
+        self.delivered.fetch_add(n, Ordering::Relaxed);
+        if self.waiting.load(Ordering::Acquire) {
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// One subscriber's accounting.
+pub struct Deliveries {
+    /// Subscribed channel indices, and one tracker per channel (same order).
+    channels: Vec<usize>,
+    trackers: Vec<SeqTracker>,
+    staleness: bool,
+    window: Option<Arc<WindowState>>,
+}
+
+/// What one message turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A stamped delivery on one of our channels (first arrival of its seq).
+    Delivery,
+    /// A stamped message seen before.
+    Duplicate,
+    /// A `gap` notice announcing this many messages that will never come.
+    Gap {
+        announced: u64,
+    },
+    Control,
+    /// Not the load generator's and not a control message (a server feed, another publisher).
+    Unstamped,
+    Malformed,
+}
+
+impl Deliveries {
+    pub fn new(channels: Vec<usize>, staleness: bool, window: Option<Arc<WindowState>>) -> Self {
+        let trackers = channels.iter().map(|_| SeqTracker::new()).collect();
+        if let Some(w) = &window {
+            w.subscriptions.fetch_add(channels.len() as u64, Ordering::Relaxed);
+        }
+        Deliveries { channels, trackers, staleness, window }
+    }
+
+    /// Accounts one message that arrived at `arrival_ns` (wall clock).
+    pub fn on_message(&mut self, stats: &mut ThreadStats, payload: &[u8], arrival_ns: u64) -> Kind {
+        stats.counters.messages_received += 1;
+        let kind = match stamp::parse(payload) {
+            Some(s) => self.on_stamp(stats, s, arrival_ns),
+            None => classify_other(stats, payload),
+        };
+        match kind {
+            Kind::Gap { .. } | Kind::Control => {}
+            Kind::Malformed => stats.counters.malformed += 1,
+            Kind::Unstamped => stats.counters.messages_unstamped += 1,
+            Kind::Delivery | Kind::Duplicate => {}
+        }
+        if let Kind::Gap { announced } = kind {
+            self.acknowledge_gap(announced);
+        }
+        kind
+    }
+
+    /// A gap notice that came on its own (an SSE `gap` event, a poll answer's `gaps`): its JSON
+    /// needs `from` and `to`; anything else in it is ignored.
+    pub fn on_gap_notice(&mut self, stats: &mut ThreadStats, payload: &[u8]) -> Kind {
+        #[derive(serde::Deserialize)]
+        struct GapNotice {
+            from: u64,
+            to: u64,
+        }
+        match serde_json::from_slice::<GapNotice>(payload) {
+            Ok(g) => {
+                let announced = count_gap(stats, g.from, g.to);
+                self.acknowledge_gap(announced);
+                Kind::Gap { announced }
+            }
+            Err(_) => {
+                stats.counters.malformed += 1;
+                Kind::Malformed
+            }
+        }
+    }
+
+    fn acknowledge_gap(&self, announced: u64) {
+        if let Some(w) = &self.window {
+            // Announced loss will never arrive: it must not hold the window shut.
+            w.acknowledge(announced);
+        }
+    }
+
+    fn on_stamp(&mut self, stats: &mut ThreadStats, s: stamp::Stamp, arrival_ns: u64) -> Kind {
+        let Some(i) = self.channels.iter().position(|&c| c as u64 == s.src) else {
+            return Kind::Unstamped;
+        };
+        if s.seq == 0 {
+            return Kind::Malformed;
+        }
+        let arrival = self.trackers[i].record(s.seq);
+        if arrival == Arrival::Duplicate {
+            return Kind::Duplicate;
+        }
+        if self.staleness {
+            if let Arrival::AfterGap { skipped } = arrival {
+                stats.counters.superseded += skipped;
+            }
+            stats.record("staleness", arrival_ns.saturating_sub(s.t_ns), true);
+        } else {
+            stats.record("latency", arrival_ns.saturating_sub(s.t_ns), true);
+        }
+        if let Some(w) = &self.window {
+            w.acknowledge(1);
+        }
+        Kind::Delivery
+    }
+
+    /// Adds this subscriber's per-channel totals to the thread's.
+    pub fn finish(self, stats: &mut ThreadStats) {
+        for (c, tracker) in self.channels.iter().zip(&self.trackers) {
+            // The tail is settled by the coordinator, which knows how many were published.
+            let mut totals = tracker.finish(0);
+            if self.staleness {
+                // Conflation skips values on purpose: superseded (counted on arrival), not lost.
+                totals.missing = 0;
+                totals.gaps = 0;
+                totals.reordered = 0;
+            }
+            stats.loss.merge(&totals);
+            stats.streams += 1;
+            stats.seq_max_sum += tracker.max();
+            if stats.subscriptions.len() <= *c {
+                stats.subscriptions.resize(c + 1, 0);
+            }
+            stats.subscriptions[*c] += 1;
+        }
+        if let Some(w) = &self.window {
+            w.subscriptions.fetch_sub(self.channels.len() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A message without a stamp: a control message (tagged by `type`), something else, or junk.
+fn classify_other(stats: &mut ThreadStats, payload: &[u8]) -> Kind {
+    if !payload.windows(6).any(|w| w == b"\"type\"") {
+        return Kind::Unstamped;
+    }
+    match serde_json::from_slice::<Control>(payload) {
+        Ok(Control::Gap { from, to, .. }) => Kind::Gap { announced: count_gap(stats, from, to) },
+        Ok(_) => {
+            stats.counters.control_messages += 1;
+            Kind::Control
+        }
+        Err(_) => Kind::Malformed,
+    }
+}
+
+/// Counts one gap notice for `from..=to`; returns how many messages it announced.
+fn count_gap(stats: &mut ThreadStats, from: u64, to: u64) -> u64 {
+    let n = if to >= from { (to - from).saturating_add(1) } else { 0 };
+    stats.counters.gap_notices += 1;
+    stats.counters.gap_announced += n;
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stamp::Stamp;
+
+    fn stamped(channel: &str, seq: u64, src: u64, t_ns: u64) -> Vec<u8> {
+        let mut data = Vec::new();
+        stamp::write(&mut data, Stamp { seq, t_ns, src }, 64);
+        let mut out = format!(r#"{{"channel":"{channel}","seq":{seq},"ts":1,"data":"#).into_bytes();
+        out.extend_from_slice(&data);
+        out.push(b'}');
+        out
+    }
+
+    #[test]
+    fn per_channel_accounting_and_gap_notices() {
+        let mut stats = ThreadStats::default();
+        let mut d = Deliveries::new(vec![2, 5], false, None);
+        assert_eq!(d.on_message(&mut stats, &stamped("c2", 1, 2, 100), 150), Kind::Delivery);
+        assert_eq!(d.on_message(&mut stats, &stamped("c5", 1, 5, 100), 180), Kind::Delivery);
+        assert_eq!(d.on_message(&mut stats, &stamped("c5", 3, 5, 100), 180), Kind::Delivery);
+        assert_eq!(d.on_message(&mut stats, &stamped("c5", 3, 5, 100), 180), Kind::Duplicate);
+        // A channel this client did not subscribe to.
+        assert_eq!(d.on_message(&mut stats, &stamped("c1", 1, 1, 100), 180), Kind::Unstamped);
+        let gap = br#"{"type":"gap","channel":"c5","from":2,"to":2}"#;
+        assert_eq!(d.on_message(&mut stats, gap, 200), Kind::Gap { announced: 1 });
+        let sub = br#"{"type":"subscribed","channels":["c2"],"seq":{"c2":0}}"#;
+        assert_eq!(d.on_message(&mut stats, sub, 200), Kind::Control);
+        assert_eq!(d.on_message(&mut stats, br#"{"type":"gap","from":"x"}"#, 200), Kind::Malformed);
+        assert_eq!(d.on_message(&mut stats, b"\x00\xffjunk", 200), Kind::Unstamped);
+        d.finish(&mut stats);
+        let c = stats.counters;
+        assert_eq!((c.gap_notices, c.gap_announced, c.control_messages, c.malformed), (1, 1, 1, 1));
+        assert_eq!(stats.loss.delivered, 3);
+        assert_eq!(stats.loss.duplicates, 1);
+        assert_eq!(stats.loss.missing, 1);
+        assert_eq!(stats.streams, 2);
+        assert_eq!(stats.seq_max_sum, 4);
+        assert_eq!(stats.subscriptions, vec![0, 0, 1, 0, 0, 1]);
+        assert_eq!(stats.hists["latency"].len(), 3);
+    }
+
+    #[test]
+    fn staleness_counts_superseded_values_not_loss() {
+        let mut stats = ThreadStats::default();
+        let window = Arc::new(WindowState::default());
+        let mut d = Deliveries::new(vec![0], true, Some(window.clone()));
+        d.on_message(&mut stats, &stamped("a", 1, 0, 10), 20);
+        d.on_message(&mut stats, &stamped("a", 4, 0, 10), 30);
+        assert_eq!(window.delivered.load(Ordering::Relaxed), 2);
+        d.finish(&mut stats);
+        assert_eq!(stats.counters.superseded, 2);
+        assert_eq!(stats.loss.lost(), 0);
+        assert_eq!(stats.hists["staleness"].len(), 2);
+        assert_eq!(window.subscriptions.load(Ordering::Relaxed), 0);
+    }
+}

@@ -1,0 +1,229 @@
+//! `rate` subscribers on polling (`GET /poll`) and long-polling (`GET /longpoll`), one
+//! keep-alive connection per client, one request at a time.
+//!
+//! * Opening = TCP connect + a priming request without `since` (long-poll: `timeout=0`) whose
+//!   answer only tells where to resume (`next`); what it carries is history, not deliveries.
+//! * `poll` is open loop: client `i`'s request `k` is due at `t0 + (i / clients + k) *
+//!   interval`, fixed by the plan. A request due while the previous answer is still
+//!   outstanding goes out as soon as that answer arrives (`polls_late`; missed slots are
+//!   skipped, not bunched). Latency is measured from the publish schedule, so the wait until
+//!   the next poll is part of it and a slow server shows up as latency.
+//! * `longpoll` sends the next request as soon as an answer arrives; the time between an answer
+//!   and the next request is recorded as `exposure` (messages published then wait for it).
+//!
+//! Answers are parsed by `transports::poll` (tolerant; a malformed or non-200 answer is counted
+//! as `malformed` and skipped). Every byte both ways counts, HTTP heads included.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, watch};
+
+use crate::deliveries::Deliveries;
+use crate::engine::{Ctx, OPEN_TIMEOUT, Phase, ReadyCounter, instant_at, wait_running, wait_stopping};
+use crate::plan::{Target, Transport};
+use crate::transports::http::{HttpClient, get_request};
+use crate::transports::poll::{self as answer, Since};
+use crate::transports::ws::OpenTimes;
+
+/// Reconnects in a row before giving up on a client.
+const RECONNECTS_MAX: u32 = 5;
+/// Pause after a failed long-poll answer, so an erroring server is not hammered.
+const ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// The request path of the next poll.
+fn poll_path(base: &str, since: &Since, longpoll_timeout: Option<u64>) -> String {
+    let mut path = base.to_string();
+    let query = since.to_query();
+    if !query.is_empty() {
+        path.push_str(&format!("&since={query}"));
+    }
+    if let Some(t) = longpoll_timeout {
+        path.push_str(&format!("&timeout={t}"));
+    }
+    path
+}
+
+async fn open(
+    target: &Target,
+    source: Option<IpAddr>,
+    path: &str,
+    longpoll: bool,
+) -> anyhow::Result<((HttpClient, Since), OpenTimes)> {
+    let began = Instant::now();
+    let mut client = HttpClient::connect(target, source).await?;
+    let connected = Instant::now();
+    let mut since = Since::default();
+    let mut request = Vec::new();
+    get_request(&mut request, target, &poll_path(path, &since, longpoll.then_some(0)), "");
+    client.send(request).await.0?;
+    let (status, body) =
+        client.read_response().await?.ok_or_else(|| anyhow::anyhow!("server closed the priming poll"))?;
+    anyhow::ensure!(status == 200, "priming poll answered {status}");
+    since.advance(&answer::parse(&body)?);
+    let done = Instant::now();
+    let times = OpenTimes {
+        connect_ns: (connected - began).as_nanos() as u64,
+        handshake_ns: (done - connected).as_nanos() as u64,
+    };
+    Ok(((client, since), times))
+}
+
+pub async fn run(
+    ctx: &Ctx,
+    index: u64,
+    source: Option<IpAddr>,
+    permit: OwnedSemaphorePermit,
+    ready: &ReadyCounter,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let plan = &ctx.plan;
+    let longpoll = plan.workload.transport == Transport::Longpoll;
+    let (subs, path) = super::subscription(ctx, index);
+    let opened = tokio::time::timeout(OPEN_TIMEOUT, open(&plan.target, source, &path, longpoll)).await;
+    let client = super::opened_client(ctx, opened);
+    drop(permit);
+    ready.finished();
+    let Some((mut client, mut since)) = client else {
+        return;
+    };
+    ctx.stats.borrow_mut().counters.requests += 1;
+    // Subscribed channels the priming answer did not place start from the beginning.
+    for &c in &subs {
+        if !since.0.contains_key(&plan.workload.channels[c]) {
+            since.raise(&plan.workload.channels[c], 0);
+        }
+    }
+    let mut deliveries = super::deliveries(ctx, index);
+    let cut_off = match wait_running(&mut phase).await {
+        Some(t0_ns) => {
+            let at = Resume { source, path: &path };
+            poll_loop(ctx, index, &mut client, &mut since, &mut deliveries, &mut phase, t0_ns, at).await
+        }
+        None => false,
+    };
+    let mut stats = ctx.stats.borrow_mut();
+    stats.counters.bytes_received += client.bytes_received;
+    stats.counters.bytes_sent += client.bytes_sent;
+    deliveries.finish(&mut stats);
+    if cut_off {
+        stats.counters.disconnected += 1;
+    }
+}
+
+/// Where a client polls from and what: reconnects use the same source address.
+struct Resume<'a> {
+    source: Option<IpAddr>,
+    path: &'a str,
+}
+
+/// Polls until the run stops; returns whether the server cut the client off for good.
+#[allow(clippy::too_many_arguments)]
+async fn poll_loop(
+    ctx: &Ctx,
+    index: u64,
+    client: &mut HttpClient,
+    since: &mut Since,
+    deliveries: &mut Deliveries,
+    phase: &mut watch::Receiver<Phase>,
+    t0_ns: u64,
+    at: Resume<'_>,
+) -> bool {
+    let path = at.path;
+    let plan = &ctx.plan;
+    let longpoll = plan.workload.transport == Transport::Longpoll;
+    let interval_ns = plan.workload.poll.interval.as_nanos().max(1) as u64;
+    let offset_ns = (interval_ns as u128 * index as u128 / plan.clients.count.max(1) as u128) as u64;
+    let timeout = longpoll.then_some(plan.workload.poll.longpoll_timeout.as_secs());
+    let mut k = 0u64;
+    let mut last_answer_ns = None::<u64>;
+    let mut request = Vec::new();
+    let mut failures = 0;
+    loop {
+        if !longpoll {
+            let due_ns = t0_ns + offset_ns + k * interval_ns;
+            tokio::select! {
+                biased;
+                () = wait_stopping(phase) => return false,
+                () = tokio::time::sleep_until(instant_at(due_ns)) => {}
+            }
+            let now = crate::time::now_ns();
+            if now > due_ns + 1_000_000 {
+                let mut stats = ctx.stats.borrow_mut();
+                stats.counters.polls_late += 1;
+                // Skip the slots that passed while waiting; the next one is in the future.
+                k = (now - t0_ns - offset_ns) / interval_ns;
+            }
+            k += 1;
+        }
+        get_request(&mut request, &plan.target, &poll_path(path, since, timeout), "");
+        let sent_ns = crate::time::now_ns();
+        if let Some(answered) = last_answer_ns {
+            ctx.stats.borrow_mut().record("exposure", sent_ns.saturating_sub(answered), false);
+        }
+        let (sent, buf) = client.send(std::mem::take(&mut request)).await;
+        request = buf;
+        let response = match sent {
+            Ok(()) => tokio::select! {
+                biased;
+                () = wait_stopping(phase) => return false,
+                response = client.read_response() => response,
+            },
+            Err(e) => Err(e.into()),
+        };
+        ctx.stats.borrow_mut().counters.requests += 1;
+        let (status, body) = match response {
+            Ok(Some(answer)) => answer,
+            Ok(None) | Err(_) => {
+                // The connection ended: reconnect (keep-alive connections may be closed by
+                // the server at any time), a bounded number of times in a row.
+                failures += 1;
+                if failures > RECONNECTS_MAX || *phase.borrow() == Phase::Stopping {
+                    return failures > RECONNECTS_MAX;
+                }
+                ctx.stats.borrow_mut().counters.reconnects += 1;
+                tokio::time::sleep(ERROR_PAUSE).await;
+                if let Ok(c) = HttpClient::connect(&plan.target, at.source).await {
+                    let old = std::mem::replace(client, c);
+                    client.bytes_received += old.bytes_received;
+                    client.bytes_sent += old.bytes_sent;
+                }
+                continue;
+            }
+        };
+        failures = 0;
+        last_answer_ns = longpoll.then_some(client.last_read_ns);
+        let now = client.last_read_ns;
+        if !on_answer(ctx, deliveries, since, status, &body, now) && longpoll {
+            tokio::time::sleep(ERROR_PAUSE).await;
+        }
+    }
+}
+
+/// Accounts one answer; `false` if it was unusable.
+fn on_answer(
+    ctx: &Ctx,
+    deliveries: &mut Deliveries,
+    since: &mut Since,
+    status: u16,
+    body: &[u8],
+    now: u64,
+) -> bool {
+    let mut stats = ctx.stats.borrow_mut();
+    let parsed = if status == 200 { answer::parse(body).ok() } else { None };
+    let Some(answer) = parsed else {
+        stats.counters.malformed += 1;
+        return false;
+    };
+    if answer.messages.is_empty() {
+        stats.counters.empty_responses += 1;
+    }
+    for m in &answer.messages {
+        deliveries.on_message(&mut stats, m.get().as_bytes(), now);
+    }
+    for g in &answer.gaps {
+        deliveries.on_gap_notice(&mut stats, g.get().as_bytes());
+    }
+    since.advance(&answer);
+    true
+}

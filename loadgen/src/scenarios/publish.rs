@@ -1,0 +1,218 @@
+//! The publisher of `rate` and `saturate`: one task in the first thread of the first worker.
+//!
+//! Message `k` goes to channel `k mod n` (see `channels.rs`) stamped with that channel's
+//! sequence number and its send time: the *scheduled* time on an open-loop schedule (so a stall
+//! shows up as latency), the actual time in a windowed run (`saturate`, where there is no
+//! schedule to keep). It leaves over one of two sinks, both of which never wait for an answer
+//! before the next send (answers are counted by a reader task):
+//!
+//! * HTTP keep-alive, `POST /publish/<channel>` pipelined;
+//! * a WebSocket on `/ws`, `{"type":"publish","channel":..,"data":..,"id":k}` control messages,
+//!   answered by `published` (ok) or `error` (failed).
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tickcast_protocol::frame::OpCode;
+use tokio::sync::watch;
+
+use crate::engine::{Ctx, Phase, instant_at, wait_running, wait_stopping};
+use crate::plan::{Publisher, Schedule, Target};
+use crate::stamp::{self, Stamp};
+use crate::time::now_ns;
+use crate::transports::http::{HttpConn, post_request};
+use crate::transports::ws::{WsClient, WsWriter};
+
+/// Route of the WebSocket publisher.
+pub const WS_PUBLISH_PATH: &str = "/ws";
+/// A windowed publisher re-checks the window at least this often (silent loss never
+/// acknowledges, so a notification may never come).
+const WINDOW_RECHECK: Duration = Duration::from_millis(20);
+
+/// Answers counted by the reader task.
+#[derive(Default)]
+struct Answers {
+    ok: Cell<u64>,
+    failed: Cell<u64>,
+}
+
+enum Sink {
+    Http(HttpConn, Vec<u8>),
+    Ws(WsWriter),
+}
+
+impl Sink {
+    /// Sends one message; returns the bytes written.
+    async fn send(&mut self, ctx: &Ctx, channel: &str, body: &[u8], id: u64) -> std::io::Result<usize> {
+        match self {
+            Sink::Http(conn, request) => {
+                post_request(request, &ctx.plan.target, &format!("/publish/{channel}"), body);
+                let (result, buf) = conn.send(std::mem::take(request)).await;
+                *request = buf;
+                result.map(|()| request.len())
+            }
+            Sink::Ws(writer) => {
+                let mut op = Vec::with_capacity(body.len() + 64);
+                op.extend_from_slice(
+                    format!(r#"{{"type":"publish","id":{id},"channel":"{channel}","data":"#).as_bytes(),
+                );
+                op.extend_from_slice(body);
+                op.push(b'}');
+                writer.send(OpCode::Text, &op).await
+            }
+        }
+    }
+}
+
+/// Connects the sink and starts its answer reader.
+async fn open(ctx: &Ctx, answers: Rc<Answers>) -> anyhow::Result<(Sink, tokio::task::JoinHandle<()>)> {
+    let plan = &ctx.plan;
+    match plan.workload.publisher {
+        Publisher::Ws => {
+            let target = Target { path: WS_PUBLISH_PATH.to_string(), ..plan.target.clone() };
+            let (mut client, _) = WsClient::open(&target, None, 64 * 1024).await?;
+            let writer = client.split_writer();
+            let reader = tokio_uring::spawn(async move {
+                while let Ok(Some(msg)) = client.next().await {
+                    let payload = client.payload(&msg);
+                    if contains(payload, br#""type":"published""#) {
+                        answers.ok.set(answers.ok.get() + 1);
+                    } else if contains(payload, br#""type":"error""#) {
+                        answers.failed.set(answers.failed.get() + 1);
+                    }
+                }
+            });
+            Ok((Sink::Ws(writer), reader))
+        }
+        Publisher::Http | Publisher::None => {
+            let conn = HttpConn::connect(&plan.target).await?;
+            let stream = conn.stream.clone();
+            let reader = tokio_uring::spawn(async move {
+                let _ = HttpConn::read_responses(stream, move |head| {
+                    if (200..300).contains(&head.status) {
+                        answers.ok.set(answers.ok.get() + 1);
+                    } else {
+                        answers.failed.set(answers.failed.get() + 1);
+                    }
+                })
+                .await;
+            });
+            Ok((Sink::Http(conn, Vec::new()), reader))
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
+    let answers = Rc::new(Answers::default());
+    let (mut sink, reader) = match open(&ctx, answers.clone()).await {
+        Ok(opened) => opened,
+        Err(_) => {
+            ctx.stats.borrow_mut().counters.publish_failed += 1;
+            return;
+        }
+    };
+    let Some(t0_ns) = wait_running(&mut phase).await else {
+        reader.abort();
+        return;
+    };
+    let plan = &ctx.plan;
+    let end_ns = t0_ns + plan.stop.duration.as_nanos() as u64;
+    let limit = plan.stop.count.unwrap_or(u64::MAX);
+    let names = &plan.workload.channels;
+    let mut body = Vec::new();
+    let (mut sent, mut late, mut bytes) = (0u64, 0u64, 0u64);
+    for k in 0..limit {
+        if *phase.borrow() == Phase::Stopping {
+            break;
+        }
+        let t_ns = match plan.workload.schedule {
+            Schedule::Windowed { window } => {
+                if !wait_window(&ctx, k, window, &mut phase, end_ns).await {
+                    break;
+                }
+                now_ns()
+            }
+            schedule => {
+                let due_ns = t0_ns + schedule.due(k).unwrap_or_default().as_nanos() as u64;
+                if due_ns >= end_ns {
+                    break;
+                }
+                tokio::time::sleep_until(instant_at(due_ns)).await;
+                if now_ns() > due_ns + 1_000_000 {
+                    late += 1;
+                }
+                due_ns
+            }
+        };
+        let (c, seq) = crate::channels::route(k, names.len());
+        stamp::write(&mut body, Stamp { seq, t_ns, src: c as u64 }, plan.workload.message_bytes);
+        let channel = names.get(c).map_or("bench", String::as_str);
+        match sink.send(&ctx, channel, &body, k + 1).await {
+            Ok(n) => {
+                sent += 1;
+                bytes += n as u64;
+            }
+            Err(_) => break,
+        }
+    }
+    // Give the answers in flight a moment, bounded.
+    let drain_until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while answers.ok.get() + answers.failed.get() < sent && tokio::time::Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    reader.abort();
+    let (ok, failed) = (answers.ok.get(), answers.failed.get());
+    let mut stats = ctx.stats.borrow_mut();
+    stats.published += sent;
+    stats.counters.messages_sent += sent;
+    stats.counters.bytes_published += bytes;
+    stats.counters.sends_late += late;
+    stats.counters.publish_ok += ok;
+    stats.counters.publish_failed += failed + sent.saturating_sub(ok + failed);
+}
+
+/// Windowed schedule: waits until message `k` may go, i.e. at most `window` messages are
+/// published but not yet delivered to every subscriber. Deliveries are counted over all
+/// subscriptions, so "messages outstanding" = (expected deliveries - delivered) / subscriptions
+/// per message, with subscriptions spread evenly over the channels. `false`: the run ended.
+async fn wait_window(
+    ctx: &Ctx,
+    k: u64,
+    window: u64,
+    phase: &mut watch::Receiver<Phase>,
+    end_ns: u64,
+) -> bool {
+    let w = &ctx.window;
+    let channels = ctx.plan.workload.channels.len().max(1) as u128;
+    let may_send = || {
+        let subs = w.subscriptions.load(Ordering::Relaxed) as u128;
+        let delivered = w.delivered.load(Ordering::Relaxed) as u128;
+        k < window || (k - window) as u128 * subs <= delivered * channels
+    };
+    loop {
+        if now_ns() >= end_ns {
+            return false;
+        }
+        if may_send() {
+            return true;
+        }
+        let notified = w.notify.notified();
+        w.waiting.store(true, Ordering::Release);
+        if may_send() {
+            w.waiting.store(false, Ordering::Release);
+            return true;
+        }
+        tokio::select! {
+            () = notified => {}
+            () = wait_stopping(phase) => return false,
+            () = tokio::time::sleep(WINDOW_RECHECK) => {}
+        }
+        w.waiting.store(false, Ordering::Release);
+    }
+}
