@@ -75,7 +75,12 @@ const METRICS: &[(&str, &str, &str, Field)] = &[
     ("tickcast_slow_consumer_closes_total", "counter", "Connections closed over the send-queue limit", |s| {
         &s.slow_consumer_closes
     }),
-    ("tickcast_read_pauses_total", "counter", "Reads paused until queued replies drained (backpressure)", |s| &s.read_pauses),
+    (
+        "tickcast_read_pauses_total",
+        "counter",
+        "Reads paused until queued replies drained (backpressure)",
+        |s| &s.read_pauses,
+    ),
     ("tickcast_handshake_timeouts_total", "counter", "Connections dropped for a slow handshake", |s| {
         &s.handshake_timeouts
     }),
