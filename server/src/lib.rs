@@ -4,6 +4,8 @@
 
 pub mod config;
 pub mod conn;
+pub mod feed;
+pub mod hub;
 pub mod http;
 pub mod metrics;
 pub mod runtime;

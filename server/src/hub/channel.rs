@@ -1,0 +1,209 @@
+//! One channel: its sequencer state, history ring and latest message, and the encoded form of
+//! a published message that every subscriber on every core shares.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use tickcast_protocol::envelope::{Data, ws_envelope_frame};
+
+use super::history::{Gap, History, HistoryLimits};
+
+/// A sequenced message, encoded once. Every inbox, history ring and send queue holds the same
+/// `Arc<Published>` (or a clone of its `Bytes`): fan-out never copies the message.
+#[derive(Debug)]
+pub struct Published {
+    channel: Arc<str>,
+    channel_id: u32,
+    seq: u64,
+    ts_us: u64,
+    ws_frame: Bytes,
+    json: Bytes,
+}
+
+/// Memory an entry holds besides its frame bytes: the `Published` itself and its `Arc`
+/// counters, plus the `Bytes` shared header (pointer, capacity, refcount, rounded up).
+const ENTRY_OVERHEAD: usize = size_of::<Published>() + 2 * size_of::<usize>() + 32;
+
+impl Published {
+    /// Encodes the envelope once, as a complete WebSocket text frame; `json` is a view into
+    /// the same allocation (no second copy).
+    fn encode(channel: &Arc<str>, channel_id: u32, seq: u64, ts_us: u64, data: &Data<'_>) -> Arc<Self> {
+        let ws_frame = ws_envelope_frame(channel, seq, ts_us, data);
+        // Server frames are unmasked: the header is 2, 4 or 10 bytes by the 7-bit length code.
+        let head_len = match ws_frame[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        let json = ws_frame.slice(head_len..);
+        Arc::new(Self { channel: Arc::clone(channel), channel_id, seq, ts_us, ws_frame, json })
+    }
+
+    /// The channel's name.
+    pub fn channel(&self) -> &Arc<str> {
+        &self.channel
+    }
+
+    /// The channel's dense id (see [`Channel::id`]).
+    pub fn channel_id(&self) -> u32 {
+        self.channel_id
+    }
+
+    /// The message's position in its channel (1 for the first).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Server time when sequenced, µs since the Unix epoch.
+    pub fn ts_us(&self) -> u64 {
+        self.ts_us
+    }
+
+    /// The envelope as a complete server text frame: clone it into send queues.
+    pub fn ws_frame(&self) -> &Bytes {
+        &self.ws_frame
+    }
+
+    /// The envelope JSON alone (for SSE and polling), sharing the frame's allocation.
+    pub fn json(&self) -> &Bytes {
+        &self.json
+    }
+
+    /// Approximate memory this message holds: what history limits count.
+    pub fn retained_bytes(&self) -> usize {
+        self.ws_frame.len() + ENTRY_OVERHEAD
+    }
+}
+
+/// Counters of one channel, read on scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// The newest assigned seq (0 before the first publish).
+    pub last_seq: u64,
+    /// Messages published on this channel.
+    pub publishes: u64,
+    /// Messages held by history.
+    pub history_messages: usize,
+    /// Bytes held by history.
+    pub history_bytes: usize,
+}
+
+/// What the channel lock protects: everything that must change atomically with a publish.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// The sequencer: the seq the next local publish gets. Starts at 1.
+    next_seq: u64,
+    publishes: u64,
+    history: History,
+    latest: Option<Arc<Published>>,
+}
+
+/// A channel. Shared by all workers (`Arc<Channel>`); created by the [`Hub`](super::Hub).
+#[derive(Debug)]
+pub struct Channel {
+    name: Arc<str>,
+    id: u32,
+    state: Mutex<State>,
+}
+
+impl Channel {
+    pub(crate) fn new(name: Arc<str>, id: u32, limits: HistoryLimits) -> Self {
+        let state = State { next_seq: 1, publishes: 0, history: History::new(limits), latest: None };
+        Self { name, id, state: Mutex::new(state) }
+    }
+
+    /// The name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// A dense id (0, 1, 2, ... in creation order, never reused): index per-worker tables
+    /// with it instead of hashing names.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Locks the state. A panic while the lock was held cannot leave it half-updated in a way
+    /// that matters (each field is replaced whole), so poisoning is ignored rather than
+    /// turned into a panic on every later publish.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The newest assigned seq (0 before the first publish).
+    pub fn last_seq(&self) -> u64 {
+        self.lock().next_seq - 1
+    }
+
+    /// The newest message, for a conflated channel's snapshot. It may be newer than what a
+    /// worker has drained from its inbox: see `WorkerChannels::latest` for the snapshot that
+    /// cannot duplicate a live message.
+    pub fn latest(&self) -> Option<Arc<Published>> {
+        self.lock().latest.clone()
+    }
+
+    /// Appends to `out` the messages with `since < seq <= upto` that history holds, oldest
+    /// first, and returns the range history no longer holds (`since+1..`), if any. `upto`
+    /// is clamped to the newest assigned seq; `since >= upto` returns nothing.
+    ///
+    /// No gap and no duplicate across the switch to live delivery: pass as `upto` the last
+    /// seq this worker drained from its inbox for this channel (`WorkerChannels::last_seen`).
+    /// Every message of the channel is pushed into every inbox in seq order, under the
+    /// channel lock, so everything after `upto` is still in this worker's inbox and arrives
+    /// live; everything up to it comes from here or is reported as the gap.
+    pub fn replay(&self, since: u64, upto: u64, out: &mut Vec<Arc<Published>>) -> Option<Gap> {
+        let state = self.lock();
+        state.history.replay(since, upto, state.next_seq - 1, out)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ChannelStats {
+        let state = self.lock();
+        ChannelStats {
+            last_seq: state.next_seq - 1,
+            publishes: state.publishes,
+            history_messages: state.history.len(),
+            history_bytes: state.history.bytes(),
+        }
+    }
+}
+
+/// Where a message's seq comes from: the seam a shared (multi-node) sequencer plugs into.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SeqSource {
+    /// This node assigns the channel's next seq (single node).
+    Local,
+    /// Another party (a broker) already assigned it; it must be newer than the last one.
+    External(u64),
+}
+
+/// Why an externally sequenced message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stale {
+    pub(crate) next: u64,
+}
+
+impl State {
+    /// Sequences, encodes once and records one message. The caller holds the channel lock and
+    /// pushes the result into every inbox before releasing it.
+    pub(crate) fn commit(
+        &mut self,
+        channel: &Channel,
+        source: SeqSource,
+        data: &Data<'_>,
+        ts_us: u64,
+    ) -> Result<Arc<Published>, Stale> {
+        let seq = match source {
+            SeqSource::Local => self.next_seq,
+            // u64::MAX is refused so `next_seq` cannot overflow.
+            SeqSource::External(seq) if seq >= self.next_seq && seq < u64::MAX => seq,
+            SeqSource::External(_) => return Err(Stale { next: self.next_seq }),
+        };
+        self.next_seq = seq + 1;
+        self.publishes += 1;
+        let msg = Published::encode(&channel.name, channel.id, seq, ts_us, data);
+        self.history.push(&msg);
+        self.latest = Some(Arc::clone(&msg));
+        Ok(msg)
+    }
+}
