@@ -1,8 +1,14 @@
 //! Per-worker counters, written only by their own worker (plain load + store, no locked
 //! read-modify-write on the hot path) and summed when `/metrics` is scraped.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
 /// One worker's counters, padded to its own cache lines so workers never share a line.
 #[repr(align(128))]
@@ -102,15 +108,49 @@ const METRICS: &[(&str, &str, &str, Field)] = &[
     ("tickcast_loop_turns_total", "counter", "Event loop turns", |s| &s.loop_turns),
 ];
 
+/// One scrape's values, owned, so `prometheus-client` can encode them with one sample per
+/// worker (label `worker`).
+#[derive(Debug)]
+struct Snapshot {
+    rows: Vec<(&'static str, &'static str, &'static str, Vec<u64>)>,
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, kind, help, values) in &self.rows {
+            if *kind == "counter" {
+                // prometheus-client appends `_total` to counter names itself.
+                let base = name.strip_suffix("_total").unwrap_or(name);
+                let mut metric = encoder.encode_descriptor(base, help, None, MetricType::Counter)?;
+                for (i, v) in values.iter().enumerate() {
+                    let labels = [("worker", i.to_string())];
+                    ConstCounter::new(*v).encode(metric.encode_family(&labels)?)?;
+                }
+            } else {
+                let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                for (i, v) in values.iter().enumerate() {
+                    let labels = [("worker", i.to_string())];
+                    ConstGauge::new(i64::try_from(*v).unwrap_or(i64::MAX)).encode(metric.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Renders every worker's counters in the Prometheus text format, one sample per worker.
 pub fn render(workers: &[WorkerStats]) -> String {
+    let rows = METRICS
+        .iter()
+        .map(|(name, kind, help, field)| {
+            (*name, *kind, *help, workers.iter().map(|w| field(w).load(Ordering::Relaxed)).collect())
+        })
+        .collect();
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot { rows }));
     let mut out = String::with_capacity(METRICS.len() * (96 + 48 * workers.len()));
-    for (name, kind, help, field) in METRICS {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (i, w) in workers.iter().enumerate() {
-            let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", field(w).load(Ordering::Relaxed));
-        }
-    }
+    // Writing into a String cannot fail.
+    let _ = text::encode(&mut out, &registry);
     out
 }
 
@@ -126,7 +166,8 @@ mod tests {
         let text = render(&workers);
         assert!(text.contains("tickcast_accepted_total{worker=\"0\"} 0\n"));
         assert!(text.contains("tickcast_accepted_total{worker=\"1\"} 3\n"));
-        assert!(text.contains("# TYPE tickcast_connections gauge\n"));
+        assert!(text.contains("# TYPE tickcast_connections gauge\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 
     #[test]

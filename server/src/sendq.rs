@@ -5,6 +5,10 @@
 //! completion advances by however many bytes the kernel took, resuming mid-frame after a partial
 //! send. The frames stay in the queue, alive, until a completion says they were written: the
 //! iovecs given to the kernel point into them.
+//!
+//! Broadcast frames carry their channel and sequence number, so that a slow consumer can be
+//! handled by policy: disconnect, drop the oldest queued messages (reporting the exact gaps), or
+//! conflate (keep only the newest queued message per channel).
 
 use std::collections::VecDeque;
 
@@ -14,15 +18,66 @@ use bytes::Bytes;
 #[derive(Debug, PartialEq, Eq)]
 pub struct Overflow;
 
+/// What to do when a broadcast frame does not fit a connection's queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SlowConsumerPolicy {
+    /// Close the connection with 1013 (try again later): the client reconnects with `since`.
+    #[default]
+    Disconnect,
+    /// Drop the oldest queued messages and tell the client exactly which (a `gap` notice).
+    DropOldest,
+    /// Keep only the newest queued message per channel (tickers: only the latest price matters).
+    Conflate,
+}
+
+/// Where a broadcast frame belongs: its channel (a hub id) and sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameMeta {
+    pub channel_id: u32,
+    pub seq: u64,
+}
+
+/// Messages a drop-oldest removed from one channel: `from..=to` (contiguous, since a channel's
+/// frames are queued in sequence order and the oldest go first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    pub channel_id: u32,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// The result of offering a broadcast frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// Queued; nothing was lost.
+    Queued,
+    /// Queued after dropping the oldest queued messages listed (one entry per channel).
+    QueuedAfterDrops(Vec<Dropped>),
+    /// Queued after removing this many older messages of channels that have a newer one queued.
+    QueuedAfterConflating(usize),
+    /// Does not fit, even after applying the policy: the connection must be closed.
+    Overflow,
+}
+
+struct Entry {
+    bytes: Bytes,
+    /// `None` for frames that must never be dropped (handshake, pong, close, notices).
+    meta: Option<FrameMeta>,
+}
+
 #[derive(Default)]
 pub struct SendQueue {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<Entry>,
     /// Bytes of `frames[0]` already written by earlier partial sends.
-    /// INVARIANT: `head_offset < frames[0].len()` when `frames` is non-empty, else 0.
+    /// INVARIANT: `head_offset < frames[0].bytes.len()` when `frames` is non-empty, else 0.
     head_offset: usize,
     /// Unwritten bytes in the queue (all frames, minus `head_offset`).
     pending: usize,
 }
+
+/// A drained queue keeps this many slots: a subscriber's queue is reused message after message
+/// without allocating, and an idle connection keeps at most this small ring.
+const KEEP_CAPACITY: usize = 8;
 
 impl SendQueue {
     pub fn is_empty(&self) -> bool {
@@ -46,21 +101,122 @@ impl SendQueue {
         if frame.is_empty() {
             return Ok(());
         }
-        if self.pending > 0 && self.pending + frame.len() > limit {
+        if !self.fits(frame.len(), limit) {
             return Err(Overflow);
         }
-        self.push_unbounded(frame);
+        self.push_entry(Entry { bytes: frame, meta: None });
         Ok(())
     }
 
     /// Queues a frame regardless of the limit: for the few small frames the protocol itself
-    /// must send (close, pong) and that are bounded by the protocol, not by the peer.
+    /// must send (close, pong, notices) and that are bounded by the protocol, not by the peer.
     pub fn push_unbounded(&mut self, frame: Bytes) {
-        if frame.is_empty() {
-            return;
+        if !frame.is_empty() {
+            self.push_entry(Entry { bytes: frame, meta: None });
         }
-        self.pending += frame.len();
-        self.frames.push_back(frame);
+    }
+
+    /// Offers a broadcast frame, applying `policy` when it does not fit within `limit`.
+    pub fn offer(&mut self, frame: Bytes, meta: FrameMeta, policy: SlowConsumerPolicy, limit: usize) -> Offer {
+        if frame.is_empty() {
+            return Offer::Queued;
+        }
+        let len = frame.len();
+        let entry = Entry { bytes: frame, meta: Some(meta) };
+        if self.fits(len, limit) {
+            self.push_entry(entry);
+            return Offer::Queued;
+        }
+        match policy {
+            SlowConsumerPolicy::Disconnect => Offer::Overflow,
+            SlowConsumerPolicy::DropOldest => {
+                // Drop down to half the limit, not just enough for this frame: a consumer
+                // that is behind stays behind, and dropping on every message would turn one
+                // gap into a gap notice per message.
+                let dropped = self.drop_oldest(limit / 2, len);
+                if !self.fits(len, limit) {
+                    return Offer::Overflow; // only undroppable frames are queued
+                }
+                self.push_entry(entry);
+                Offer::QueuedAfterDrops(dropped)
+            }
+            SlowConsumerPolicy::Conflate => {
+                self.push_entry(entry);
+                let removed = self.conflate();
+                if self.pending > limit.max(len) {
+                    return Offer::Overflow; // more distinct channels than the queue holds
+                }
+                Offer::QueuedAfterConflating(removed)
+            }
+        }
+    }
+
+    fn fits(&self, len: usize, limit: usize) -> bool {
+        self.pending == 0 || self.pending + len <= limit
+    }
+
+    fn push_entry(&mut self, entry: Entry) {
+        self.pending += entry.bytes.len();
+        self.frames.push_back(entry);
+    }
+
+    /// Whether frame `i` may be removed: a broadcast frame not yet partly written.
+    fn droppable(&self, i: usize) -> Option<FrameMeta> {
+        if i == 0 && self.head_offset > 0 {
+            return None;
+        }
+        self.frames[i].meta
+    }
+
+    /// Removes the oldest droppable frames until `pending + incoming <= target`.
+    fn drop_oldest(&mut self, target: usize, incoming: usize) -> Vec<Dropped> {
+        let mut dropped: Vec<Dropped> = Vec::new();
+        let mut i = 0;
+        while i < self.frames.len() && self.pending + incoming > target {
+            let Some(meta) = self.droppable(i) else {
+                i += 1;
+                continue;
+            };
+            let entry = self.frames.remove(i).expect("index checked");
+            self.pending -= entry.bytes.len();
+            match dropped.iter_mut().find(|d| d.channel_id == meta.channel_id) {
+                Some(d) => {
+                    d.from = d.from.min(meta.seq);
+                    d.to = d.to.max(meta.seq);
+                }
+                None => dropped.push(Dropped { channel_id: meta.channel_id, from: meta.seq, to: meta.seq }),
+            }
+        }
+        dropped
+    }
+
+    /// Keeps only the newest droppable frame of each channel; returns how many were removed.
+    /// Bounded by the queue length (itself bounded by the byte limit).
+    fn conflate(&mut self) -> usize {
+        let mut newest: Vec<u32> = Vec::new(); // channels seen, scanning from the newest frame
+        let mut keep = vec![true; self.frames.len()];
+        for i in (0..self.frames.len()).rev() {
+            if let Some(meta) = self.droppable(i) {
+                if newest.contains(&meta.channel_id) {
+                    keep[i] = false;
+                } else {
+                    newest.push(meta.channel_id);
+                }
+            }
+        }
+        let before = self.frames.len();
+        let mut index = 0;
+        let mut removed_bytes = 0;
+        self.frames.retain(|e| {
+            let k = keep[index];
+            index += 1;
+            if !k {
+                removed_bytes += e.bytes.len();
+            }
+            k
+        });
+        self.pending -= removed_bytes;
+        before - self.frames.len()
     }
 
     /// Drops every frame not yet (partly) written, keeping a partly written head frame so the
@@ -69,9 +225,8 @@ impl SendQueue {
         let keep = usize::from(self.head_offset > 0);
         let dropped = self.frames.len().saturating_sub(keep);
         self.frames.truncate(keep);
-        self.pending = self.frames.front().map_or(0, |f| f.len() - self.head_offset);
+        self.pending = self.frames.front().map_or(0, |f| f.bytes.len() - self.head_offset);
         if self.frames.is_empty() {
-            // Release the ring buffer's memory: an idle connection holds no allocation.
             self.frames = VecDeque::new();
         }
         dropped
@@ -90,7 +245,10 @@ impl SendQueue {
 
     /// The unwritten bytes, frame by frame (the head frame without its written prefix).
     pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
-        self.frames.iter().enumerate().map(|(i, f)| if i == 0 { &f[self.head_offset..] } else { &f[..] })
+        self.frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| if i == 0 { &f.bytes[self.head_offset..] } else { &f.bytes[..] })
     }
 
     /// Records that the kernel wrote `written` bytes from the front; drops finished frames.
@@ -101,7 +259,7 @@ impl SendQueue {
         self.pending -= written;
         while written > 0 {
             let Some(front) = self.frames.front() else { break };
-            let rest = front.len() - self.head_offset;
+            let rest = front.bytes.len() - self.head_offset;
             if written >= rest {
                 written -= rest;
                 self.frames.pop_front();
@@ -111,7 +269,7 @@ impl SendQueue {
                 written = 0;
             }
         }
-        if self.frames.is_empty() && self.frames.capacity() > 8 {
+        if self.frames.is_empty() && self.frames.capacity() > KEEP_CAPACITY {
             // A burst grew the ring; give the memory back once drained.
             self.frames = VecDeque::new();
         }
@@ -119,85 +277,4 @@ impl SendQueue {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// What one vectored send of at most `cap` iovecs would offer the kernel.
-    fn iov_bytes(q: &SendQueue, cap: usize) -> Vec<u8> {
-        let mut iov = vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; cap];
-        let n = q.fill_iovecs(&mut iov);
-        let segments: Vec<&[u8]> = q.segments().take(n).collect();
-        for (v, s) in iov[..n].iter().zip(&segments) {
-            assert_eq!((v.iov_base as *const u8, v.iov_len), (s.as_ptr(), s.len()));
-        }
-        segments.concat()
-    }
-
-    #[test]
-    fn limit_is_enforced() {
-        let mut q = SendQueue::default();
-        assert_eq!(q.push(Bytes::from_static(b"12345"), 8), Ok(()));
-        assert_eq!(q.push(Bytes::from_static(b"6789"), 8), Err(Overflow));
-        let mut empty = SendQueue::default();
-        assert_eq!(empty.push(Bytes::from_static(b"larger than the limit"), 8), Ok(()));
-        assert_eq!(q.pending_bytes(), 5);
-        q.push_unbounded(Bytes::from_static(b"close"));
-        assert_eq!(q.pending_bytes(), 10);
-    }
-
-    #[test]
-    fn partial_sends_resume_mid_frame() {
-        let mut q = SendQueue::default();
-        q.push(Bytes::from_static(b"hello"), 100).unwrap();
-        q.push(Bytes::from_static(b" world"), 100).unwrap();
-        q.advance(3);
-        assert_eq!(iov_bytes(&q, 8), b"lo world");
-        q.advance(4);
-        assert_eq!(iov_bytes(&q, 8), b"orld");
-        assert_eq!(q.frame_count(), 1);
-        q.advance(4);
-        assert!(q.is_empty());
-        assert_eq!(q.pending_bytes(), 0);
-    }
-
-    #[test]
-    fn clear_keeps_partly_written_head() {
-        let mut q = SendQueue::default();
-        for f in [&b"abc"[..], b"def", b"ghi"] {
-            q.push(Bytes::copy_from_slice(f), 100).unwrap();
-        }
-        q.advance(1);
-        assert_eq!(q.clear_unstarted(), 2);
-        assert_eq!(iov_bytes(&q, 8), b"bc");
-        q.advance(2);
-        assert_eq!(q.clear_unstarted(), 0);
-        assert!(q.is_empty());
-    }
-
-    proptest! {
-        /// Whatever the frame sizes, iovec cap and partial-write sizes, the bytes handed to the
-        /// kernel, concatenated, are exactly the queued stream.
-        #[test]
-        fn stream_is_preserved(frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..20),
-                               cap in 1usize..6, cuts in proptest::collection::vec(1usize..50, 1..50)) {
-            let mut q = SendQueue::default();
-            let mut expected = Vec::new();
-            for f in &frames {
-                expected.extend_from_slice(f);
-                q.push(Bytes::copy_from_slice(f), usize::MAX).unwrap();
-            }
-            let mut written = Vec::new();
-            let mut cuts = cuts.into_iter().cycle();
-            while !q.is_empty() {
-                let offered = iov_bytes(&q, cap);
-                prop_assert!(!offered.is_empty());
-                let n = cuts.next().unwrap().min(offered.len());
-                written.extend_from_slice(&offered[..n]);
-                q.advance(n);
-                prop_assert_eq!(q.pending_bytes(), expected.len() - written.len());
-            }
-            prop_assert_eq!(written, expected);
-        }
-    }
-}
+mod tests;
