@@ -5,8 +5,8 @@
 pub mod config;
 pub mod conn;
 pub mod feed;
-pub mod hub;
 pub mod http;
+pub mod hub;
 pub mod metrics;
 pub mod runtime;
 pub mod sendq;

@@ -130,7 +130,8 @@ impl Collector for Snapshot {
                 let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
                 for (i, v) in values.iter().enumerate() {
                     let labels = [("worker", i.to_string())];
-                    ConstGauge::new(i64::try_from(*v).unwrap_or(i64::MAX)).encode(metric.encode_family(&labels)?)?;
+                    ConstGauge::new(i64::try_from(*v).unwrap_or(i64::MAX))
+                        .encode(metric.encode_family(&labels)?)?;
                 }
             }
         }

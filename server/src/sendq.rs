@@ -117,7 +117,13 @@ impl SendQueue {
     }
 
     /// Offers a broadcast frame, applying `policy` when it does not fit within `limit`.
-    pub fn offer(&mut self, frame: Bytes, meta: FrameMeta, policy: SlowConsumerPolicy, limit: usize) -> Offer {
+    pub fn offer(
+        &mut self,
+        frame: Bytes,
+        meta: FrameMeta,
+        policy: SlowConsumerPolicy,
+        limit: usize,
+    ) -> Offer {
         if frame.is_empty() {
             return Offer::Queued;
         }

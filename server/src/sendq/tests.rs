@@ -82,7 +82,10 @@ fn drop_oldest_reports_contiguous_gaps_per_channel() {
     // Interleaved channels 1 and 2, seq 1..=4 each: 8 frames of 10 bytes, limit 80.
     for seq in 1..=4 {
         for ch in [1, 2] {
-            assert_eq!(q.offer(frame(ch, seq), meta(ch, seq), SlowConsumerPolicy::DropOldest, 80), Offer::Queued);
+            assert_eq!(
+                q.offer(frame(ch, seq), meta(ch, seq), SlowConsumerPolicy::DropOldest, 80),
+                Offer::Queued
+            );
         }
     }
     q.advance(3); // the head frame (c1s1) is partly written: it must survive
