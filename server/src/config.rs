@@ -7,6 +7,27 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::feed::FeedSpec;
+use crate::hub::Pattern;
+use crate::sendq::SlowConsumerPolicy;
+
+/// `PATTERN=POLICY`: a slow-consumer policy for the channels a pattern matches.
+#[derive(Debug, Clone)]
+pub struct PolicyRule {
+    pub pattern: Pattern,
+    pub policy: SlowConsumerPolicy,
+}
+
+fn parse_policy_rule(s: &str) -> Result<PolicyRule, String> {
+    let (pattern, policy) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected PATTERN=POLICY (e.g. ticker.*=conflate), got {s:?}"))?;
+    let pattern = Pattern::parse(pattern.trim(), true).map_err(|e| e.to_string())?;
+    let policy = <SlowConsumerPolicy as clap::ValueEnum>::from_str(policy.trim(), true)
+        .map_err(|_| format!("unknown policy {policy:?}: use disconnect, drop-oldest or conflate"))?;
+    Ok(PolicyRule { pattern, policy })
+}
+
 /// Parse a duration such as `10s`, `250ms`, `2m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -141,6 +162,60 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_BACKLOG", default_value_t = 4096)]
     pub backlog: i32,
 
+    /// Built-in feed (repeatable): `ticker:symbols=500,rate=2000` (random-walk prices on
+    /// `ticker.<SYMBOL>`, rate = messages/s over all symbols) or `news:rate=5` (headlines on
+    /// `news.<topic>`). Default: both, unless --no-feed.
+    #[arg(long = "feed", env = "TICKCAST_FEED", value_delimiter = ';')]
+    pub feeds: Vec<String>,
+
+    /// Run no built-in feed.
+    #[arg(long, env = "TICKCAST_NO_FEED", conflicts_with = "feeds")]
+    pub no_feed: bool,
+
+    /// Messages kept per channel for recovery with `since` / `Last-Event-ID`.
+    #[arg(long, env = "TICKCAST_HISTORY", default_value_t = 1024)]
+    pub history: usize,
+
+    /// Bytes of history kept per channel (whichever of --history and this is reached first).
+    #[arg(long, env = "TICKCAST_HISTORY_BYTES", default_value = "1MiB", value_parser = parse_size)]
+    pub history_bytes: usize,
+
+    /// Most channels the server holds (publishing or subscribing to a new one fails past it).
+    #[arg(long, env = "TICKCAST_MAX_CHANNELS", default_value_t = 10_000)]
+    pub max_channels: usize,
+
+    /// Most subscriptions (channels and prefix patterns) per connection.
+    #[arg(long, env = "TICKCAST_MAX_SUBSCRIPTIONS", default_value_t = 256)]
+    pub max_subscriptions: usize,
+
+    /// What happens to a subscriber whose send queue is full: close it with 1013, drop the
+    /// oldest queued messages (with a `gap` notice), or keep only the newest per channel.
+    #[arg(long, env = "TICKCAST_SLOW_CONSUMER", value_enum, default_value = "drop-oldest")]
+    pub slow_consumer: SlowConsumerPolicy,
+
+    /// Per-channel override of --slow-consumer (repeatable), e.g. `ticker.*=conflate`; the
+    /// first matching rule wins.
+    #[arg(long = "slow-consumer-rule", env = "TICKCAST_SLOW_CONSUMER_RULES", value_delimiter = ';', value_parser = parse_policy_rule)]
+    pub slow_consumer_rules: Vec<PolicyRule>,
+
+    /// Let WebSocket clients publish (`{"type":"publish"}`) to channels matching this pattern
+    /// (repeatable; `*` for every channel). Default: clients cannot publish.
+    #[arg(long = "allow-client-publish", env = "TICKCAST_ALLOW_CLIENT_PUBLISH", value_delimiter = ';')]
+    pub client_publish: Vec<String>,
+
+    /// Bearer token required by `POST /publish` (and client publishing). Without it, only
+    /// connections on loopback listeners may publish.
+    #[arg(long, env = "TICKCAST_PUBLISH_TOKEN", hide_env_values = true)]
+    pub publish_token: Option<String>,
+
+    /// Largest request body (`POST /publish`); 413 past it.
+    #[arg(long, env = "TICKCAST_MAX_BODY", default_value = "64KiB", value_parser = parse_size)]
+    pub max_body: usize,
+
+    /// Most messages in one batch publish.
+    #[arg(long, env = "TICKCAST_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `tickcast=debug`.
     #[arg(long, env = "TICKCAST_LOG", default_value = "info")]
     pub log: String,
@@ -182,7 +257,41 @@ impl Config {
         if self.listen.is_empty() {
             return Err("at least one --listen address is needed".into());
         }
+        if self.history == 0 || self.max_channels == 0 || self.max_subscriptions == 0 || self.max_batch == 0 {
+            return Err(
+                "--history, --max-channels, --max-subscriptions and --max-batch must be positive".into()
+            );
+        }
+        self.feed_specs()?;
+        self.client_publish_patterns()?;
         Ok(self)
+    }
+
+    /// The built-in feeds to run.
+    pub fn feed_specs(&self) -> Result<Vec<FeedSpec>, String> {
+        if self.no_feed {
+            return Ok(Vec::new());
+        }
+        if self.feeds.is_empty() {
+            return Ok(vec![FeedSpec::DEFAULT_TICKER, FeedSpec::DEFAULT_NEWS]);
+        }
+        self.feeds.iter().map(|f| f.parse::<FeedSpec>().map_err(|e| format!("--feed {f:?}: {e}"))).collect()
+    }
+
+    /// Channels WebSocket clients may publish to.
+    pub fn client_publish_patterns(&self) -> Result<Vec<Pattern>, String> {
+        self.client_publish
+            .iter()
+            .map(|p| Pattern::parse(p, true).map_err(|e| format!("--allow-client-publish {p:?}: {e}")))
+            .collect()
+    }
+
+    /// The slow-consumer policy of a channel.
+    pub fn policy_for(&self, channel: &str) -> SlowConsumerPolicy {
+        self.slow_consumer_rules
+            .iter()
+            .find(|r| r.pattern.matches(channel))
+            .map_or(self.slow_consumer, |r| r.policy)
     }
 
     /// Worker thread count (after [`Config::validate`]).
@@ -221,5 +330,29 @@ mod tests {
         assert_eq!(cfg.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
         let bad = Config::try_parse_from(["tickcast", "--buf-count", "1000"]).unwrap();
         assert!(bad.validate().is_err());
+        assert_eq!(cfg.feed_specs().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn channel_rules() {
+        let cfg = Config::try_parse_from([
+            "tickcast",
+            "--slow-consumer",
+            "disconnect",
+            "--slow-consumer-rule",
+            "ticker.*=conflate",
+            "--feed",
+            "news:rate=1",
+        ])
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(cfg.policy_for("ticker.AAPL"), SlowConsumerPolicy::Conflate);
+        assert_eq!(cfg.policy_for("news.x"), SlowConsumerPolicy::Disconnect);
+        assert_eq!(cfg.feed_specs().unwrap().len(), 1);
+        assert!(Config::try_parse_from(["tickcast", "--slow-consumer-rule", "ticker.*=fast"]).is_err());
+        assert!(Config::try_parse_from(["tickcast", "--slow-consumer-rule", "tick*=conflate"]).is_err());
+        let bad_feed = Config::try_parse_from(["tickcast", "--feed", "weather:rate=1"]).unwrap();
+        assert!(bad_feed.validate().is_err());
     }
 }

@@ -2,16 +2,20 @@
 //! teardown. Pure: it consumes received bytes and fills the connection's send queue; the worker
 //! turns its state into ring operations (see `runtime::worker::Worker::reconcile`).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 #[cfg(test)]
 use std::sync::atomic::Ordering;
+use tickcast_protocol::envelope::{ClientOp, Control, ErrorCode};
 use tickcast_protocol::frame::{self, OpCode};
-use tickcast_protocol::http::{self as proto_http, HeaderLimits};
+use tickcast_protocol::http::{self as proto_http, HeaderLimits, Request};
 use tickcast_protocol::{CloseCode, Limits, Message, MessageDecoder, Role};
 
 use crate::http::{self, Decision, Endpoint};
 use crate::metrics::{self, WorkerStats};
-use crate::sendq::SendQueue;
+use crate::publish::PublishGate;
+use crate::sendq::{FrameMeta, Offer, SendQueue, SlowConsumerPolicy};
 
 /// Where a connection is in its life. Transitions happen only in this module (and
 /// [`Conn::abort`], the worker's way to give up on a connection).
@@ -33,9 +37,34 @@ pub enum Phase {
 pub struct Env<'a> {
     pub header_limits: HeaderLimits,
     pub echo_limits: Limits,
+    /// Limits for client messages on `/ws`.
+    pub ws_limits: Limits,
+    /// Largest request body (`/publish`); 413 past it.
+    pub max_body: usize,
     pub send_queue_limit: usize,
     pub stats: &'a WorkerStats,
     pub metrics: &'a dyn Fn() -> String,
+    /// The publish endpoints (absent where publishing is not served, e.g. unit tests).
+    pub publish: Option<&'a PublishGate<'a>>,
+}
+
+/// What a `/ws` connection asked for, carried out by the worker (which owns the subscriber
+/// table and the hub) right after the bytes that carried it were parsed.
+pub type Op = ClientOp;
+
+/// A connection's subscriptions, boxed so connections that never subscribe carry one pointer.
+#[derive(Default, Debug)]
+pub struct ConnSubs {
+    /// Channel ids this connection receives.
+    pub channels: Vec<u32>,
+    /// Prefix patterns (`ticker.*`) this connection subscribed to.
+    pub patterns: Vec<String>,
+}
+
+impl ConnSubs {
+    pub fn count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
 }
 
 /// Connection state kept in the worker's slab. Small on purpose: an idle WebSocket connection
@@ -59,6 +88,12 @@ pub struct Conn {
     pub upgraded: bool,
     /// Replies backed up past the send-queue limit: stop receiving until they drain.
     pub read_paused: bool,
+    /// Accepted on a listener bound to a loopback address (may publish without a token).
+    pub loopback: bool,
+    /// Subscriptions (only `/ws` connections that subscribed have any).
+    pub subs: Option<Box<ConnSubs>>,
+    /// Operations parsed but not yet carried out (see [`Op`]).
+    pub ops: Vec<Op>,
     /// Index of the send buffer (msghdr + iovecs) in flight.
     pub send_slot: u32,
     /// The one deadline that matters now (handshake, idle, pong or close); timer wheel entries
@@ -86,6 +121,9 @@ impl Default for Conn {
             ping_outstanding: false,
             upgraded: false,
             read_paused: false,
+            loopback: false,
+            subs: None,
+            ops: Vec::new(),
             send_slot: 0,
             deadline_tick: 0,
             last_rx_tick: 0,
@@ -114,6 +152,11 @@ impl Conn {
         matches!(self.phase, Phase::Open(_) | Phase::Closing)
     }
 
+    /// An open `/ws` connection: the only kind that receives broadcast messages.
+    pub fn is_subscriber(&self) -> bool {
+        self.phase == Phase::Open(Endpoint::Ws)
+    }
+
     /// Holds a partial message or request (so it owns a buffer right now).
     pub fn buffered_bytes(&self) -> usize {
         self.head.len() + self.decoder.as_ref().map_or(0, MessageDecoder::buffered_len)
@@ -132,34 +175,55 @@ impl Conn {
 
     fn on_http(&mut self, data: &[u8], env: &Env<'_>) {
         if self.head.is_empty() {
-            self.parse_requests(data, env);
+            let used = self.parse_requests(data, env);
+            if self.phase == Phase::Http && used < data.len() {
+                self.head = data[used..].to_vec(); // a request still arriving
+            }
         } else {
+            // Appends and keeps the same buffer: a large body arriving in many reads is copied
+            // once, not once per read.
             let mut head = std::mem::take(&mut self.head);
             head.extend_from_slice(data);
-            self.parse_requests(&head, env);
+            let used = self.parse_requests(&head, env);
+            if self.phase == Phase::Http && used < head.len() {
+                head.drain(..used);
+                self.head = head;
+            }
         }
     }
 
-    /// Parses and answers every complete request in `buf` (pipelining), keeps a partial one.
-    fn parse_requests(&mut self, mut buf: &[u8], env: &Env<'_>) {
+    /// Parses and answers every complete request in `buf` (pipelining); returns the bytes
+    /// consumed (the rest is a request still arriving: a head, or a body).
+    fn parse_requests(&mut self, all: &[u8], env: &Env<'_>) -> usize {
+        let mut buf = all;
         while self.phase == Phase::Http && !buf.is_empty() {
+            let consumed = all.len() - buf.len();
             let req = match proto_http::parse_request(buf, &env.header_limits) {
                 Ok(Some(req)) => req,
-                Ok(None) => {
-                    self.head = buf.to_vec();
-                    return;
-                }
+                Ok(None) => return consumed,
                 Err(err) => {
-                    metrics::inc(&env.stats.handshake_failures);
-                    let mut out = Vec::with_capacity(128);
-                    proto_http::write_response(&mut out, err.status(), &[], b"bad request\n", false);
-                    self.sendq.push_unbounded(Bytes::from(out));
-                    self.phase = Phase::Draining;
-                    return;
+                    self.refuse(err.status(), "bad request\n", env);
+                    return all.len();
                 }
             };
-            buf = buf.get(req.header_len..).unwrap_or_default();
-            match http::route(&req, &http::Context { metrics: env.metrics }) {
+            let body_len = match body_length(&req) {
+                Ok(n) if n > env.max_body => {
+                    self.refuse(413, "request body too large\n", env);
+                    return all.len();
+                }
+                Ok(n) => n,
+                Err((status, message)) => {
+                    self.refuse(status, message, env);
+                    return all.len();
+                }
+            };
+            let total = req.header_len + body_len;
+            let Some(body) = buf.get(req.header_len..total) else {
+                return consumed; // the body is still arriving
+            };
+            buf = &buf[total..];
+            let ctx = http::Context { metrics: env.metrics, publish: env.publish };
+            match http::route(&req, body, &ctx) {
                 Decision::Respond { response, keep_alive } => {
                     if (200..300).contains(&http_status(&response)) {
                         metrics::inc(&env.stats.http_requests);
@@ -171,21 +235,35 @@ impl Conn {
                         self.phase = Phase::Draining;
                     }
                 }
-                Decision::Upgrade { response, endpoint } => {
+                Decision::Upgrade { response, endpoint, subscribe } => {
                     self.sendq.push_unbounded(response);
                     self.phase = Phase::Open(endpoint);
                     let limits = match endpoint {
                         Endpoint::Echo => env.echo_limits,
+                        Endpoint::Ws => env.ws_limits,
                     };
                     self.decoder = Some(MessageDecoder::new(Role::Server, limits));
+                    if let Some(sub) = subscribe {
+                        self.ops.push(Op::Subscribe { id: None, channels: sub.channels, since: sub.since });
+                    }
                     // A client may send frames right behind its upgrade request.
                     if !buf.is_empty() {
                         self.on_websocket(buf, env);
                     }
-                    return;
+                    return all.len();
                 }
             }
         }
+        all.len()
+    }
+
+    /// Answers a request we cannot serve and closes once the answer is out.
+    fn refuse(&mut self, status: u16, message: &str, env: &Env<'_>) {
+        metrics::inc(&env.stats.handshake_failures);
+        let mut out = Vec::with_capacity(128 + message.len());
+        proto_http::write_response(&mut out, status, &[], message.as_bytes(), false);
+        self.sendq.push_unbounded(Bytes::from(out));
+        self.phase = Phase::Draining;
     }
 
     fn on_websocket(&mut self, mut data: &[u8], env: &Env<'_>) {
@@ -223,6 +301,17 @@ impl Conn {
             _ => return,
         };
         match message {
+            Message::Text(payload) if endpoint == Endpoint::Ws => match ClientOp::parse(&payload) {
+                Ok(op) => self.ops.push(op),
+                Err(error) => self.reply(&error, env),
+            },
+            Message::Binary(_) if endpoint == Endpoint::Ws => {
+                let message = "binary messages are not understood on /ws: send JSON control messages as text";
+                self.reply(
+                    &Control::Error { id: None, code: ErrorCode::BadRequest, message: message.into() },
+                    env,
+                );
+            }
             Message::Text(payload) => self.queue_data(endpoint, OpCode::Text, &payload, env),
             Message::Binary(payload) => self.queue_data(endpoint, OpCode::Binary, &payload, env),
             Message::Ping(payload) => {
@@ -248,6 +337,54 @@ impl Conn {
             Endpoint::Echo => {
                 let frame = frame::server_frame(opcode, payload);
                 self.queue_reply(frame, env);
+            }
+            Endpoint::Ws => {} // handled in on_message
+        }
+    }
+
+    /// Sends a control message (ack, error, notice) as a text frame.
+    pub fn reply(&mut self, control: &Control, env: &Env<'_>) {
+        self.queue_reply(frame::server_frame(OpCode::Text, &control.to_json()), env);
+    }
+
+    /// Takes the operations parsed so far, for the worker to carry out.
+    pub fn take_ops(&mut self) -> Vec<Op> {
+        std::mem::take(&mut self.ops)
+    }
+
+    /// Offers a broadcast frame under the channel's slow-consumer policy: past the send-queue
+    /// limit the oldest queued messages are dropped (and the client told exactly which, in a
+    /// `gap` notice placed where they were), or superseded messages are conflated, or the
+    /// connection is closed with 1013. Every outcome is counted.
+    pub fn offer_broadcast(
+        &mut self,
+        frame: Bytes,
+        meta: FrameMeta,
+        policy: SlowConsumerPolicy,
+        limit: usize,
+        stats: &WorkerStats,
+        names: &dyn Fn(u32) -> Option<Arc<str>>,
+    ) {
+        match self.sendq.offer(frame, meta, policy, limit) {
+            Offer::Queued => metrics::inc(&stats.frames_out),
+            Offer::QueuedAfterDrops(dropped) => {
+                metrics::inc(&stats.frames_out);
+                for d in dropped.iter().rev() {
+                    metrics::add(&stats.dropped_messages, d.to - d.from + 1);
+                    metrics::inc(&stats.gap_notices);
+                    let channel = names(d.channel_id).map_or_else(String::new, |n| n.to_string());
+                    let notice = Control::Gap { channel, from: d.from, to: d.to };
+                    self.sendq.push_front_unbounded(frame::server_frame(OpCode::Text, &notice.to_json()));
+                }
+            }
+            Offer::QueuedAfterConflating(n) => {
+                metrics::inc(&stats.frames_out);
+                metrics::add(&stats.conflated_messages, n as u64);
+            }
+            Offer::Overflow => {
+                metrics::inc(&stats.slow_consumer_closes);
+                self.sendq.clear_unstarted();
+                self.fail(CloseCode::TRY_AGAIN_LATER, "slow consumer: send queue limit exceeded");
             }
         }
     }
@@ -318,6 +455,23 @@ impl Conn {
         self.head = Vec::new();
         self.decoder = None;
     }
+}
+
+/// The body length a request announces: `Content-Length` (one, numeric), or none.
+fn body_length(req: &Request) -> Result<usize, (u16, &'static str)> {
+    if req.header("transfer-encoding").is_some() {
+        return Err((411, "chunked request bodies are not supported: send Content-Length\n"));
+    }
+    let mut lengths = req.headers_named("content-length");
+    let Some(value) = lengths.next() else { return Ok(0) };
+    if lengths.next().is_some() {
+        return Err((400, "more than one Content-Length\n"));
+    }
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse().ok())
+        .ok_or((400, "invalid Content-Length\n"))
 }
 
 /// The status code of a response we wrote ("HTTP/1.1 NNN ...").

@@ -2,12 +2,15 @@
 //! `tickcast` binary is a thin wrapper around [`run`].
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod broadcast;
 pub mod config;
 pub mod conn;
+pub mod fanout;
 pub mod feed;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod publish;
 pub mod runtime;
 pub mod sendq;
 
@@ -18,6 +21,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use anyhow::{Context, bail};
 
 use config::Config;
+use hub::{HistoryLimits, Hub, HubConfig};
 use metrics::WorkerStats;
 use runtime::sys;
 use runtime::worker::{Worker, WorkerSetup};
@@ -89,6 +93,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         bail!("--pin: could not read this process's CPU affinity");
     }
     let (listeners, bound) = bind_listeners(&config)?;
+    let loopback: Vec<bool> = bound.iter().map(|a| a.ip().is_loopback()).collect();
+    let feeds = config.feed_specs().map_err(anyhow::Error::msg)?;
+    let hub_config = HubConfig {
+        max_channels: config.max_channels,
+        history: HistoryLimits { messages: config.history, bytes: config.history_bytes },
+        ..HubConfig::default()
+    };
+    let (hub, inboxes) = Hub::new(threads, hub_config).context("creating the hub (eventfds)")?;
     let config = Arc::new(config);
     let shared = Arc::new(Shared {
         stats: (0..threads).map(|_| WorkerStats::default()).collect(),
@@ -97,8 +109,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let mut handles = Vec::with_capacity(threads);
-    for (index, listeners) in listeners.into_iter().enumerate() {
+    for ((index, listeners), inbox) in listeners.into_iter().enumerate().zip(inboxes) {
         let setup = WorkerSetup {
+            hub: Arc::clone(&hub),
+            inbox,
+            loopback: loopback.clone(),
             index,
             config: Arc::clone(&config),
             shared: Arc::clone(&shared),
@@ -154,10 +169,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         idle_timeout = ?config.idle_timeout,
         "tickcast started"
     );
+    let feed_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feed_thread = (!feeds.is_empty()).then(|| {
+        let names: Vec<String> = if config.feeds.is_empty() {
+            vec!["ticker (default)".into(), "news (default)".into()]
+        } else {
+            config.feeds.clone()
+        };
+        tracing::info!(feeds = %names.join("; "), "built-in feeds on (--no-feed turns them off)");
+        feed::spawn_feeds(Arc::clone(&hub), feeds, Arc::clone(&feed_stop))
+    });
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     tracing::info!("listening on {}", list.join(", "));
 
     let signal_shared = Arc::clone(&shared);
+    let signal_stop = Arc::clone(&feed_stop);
     std::thread::Builder::new()
         .name("tickcast-signals".into())
         .spawn(move || {
@@ -170,6 +196,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 }
                 graceful = true;
                 tracing::info!(signal = sig, "shutting down: closing connections (signal again to exit now)");
+                signal_stop.store(true, Ordering::Release);
                 signal_shared.shutdown.store(SHUTDOWN_GRACEFUL, Ordering::Release);
             }
         })
@@ -186,6 +213,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         if failed.is_some() {
             shared.shutdown.store(SHUTDOWN_NOW, Ordering::Release);
         }
+    }
+    feed_stop.store(true, Ordering::Release);
+    if let Some(t) = feed_thread {
+        let _ = t.join();
     }
     match failed {
         Some(e) => Err(e),

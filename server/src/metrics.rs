@@ -41,6 +41,19 @@ pub struct WorkerStats {
     pub sends: AtomicU64,
     pub recv_rearms: AtomicU64,
     pub loop_turns: AtomicU64,
+    /// Messages accepted from this worker's publishers (HTTP and WebSocket).
+    pub publishes: AtomicU64,
+    /// Broadcast frames offered to subscribers' queues.
+    pub deliveries: AtomicU64,
+    /// Messages dropped from slow consumers' queues (drop-oldest), each reported in a gap notice.
+    pub dropped_messages: AtomicU64,
+    pub gap_notices: AtomicU64,
+    /// Older queued messages replaced by newer ones of the same channel (conflate).
+    pub conflated_messages: AtomicU64,
+    /// Channel subscriptions (including prefix ones) held by this worker's connections.
+    pub subscriptions: AtomicU64,
+    /// Messages this worker's inbox could not take (recovered from history).
+    pub inbox_dropped: AtomicU64,
 }
 
 /// Adds to a counter owned by the calling worker. Single writer, so a plain load and store is
@@ -105,6 +118,33 @@ const METRICS: &[(&str, &str, &str, Field)] = &[
     ("tickcast_recv_rearms_total", "counter", "Multishot receives re-armed (buffer ring ran dry)", |s| {
         &s.recv_rearms
     }),
+    (
+        "tickcast_publishes_total",
+        "counter",
+        "Messages published through this worker (HTTP and WebSocket)",
+        |s| &s.publishes,
+    ),
+    ("tickcast_deliveries_total", "counter", "Broadcast frames queued to subscribers", |s| &s.deliveries),
+    (
+        "tickcast_dropped_messages_total",
+        "counter",
+        "Messages dropped from slow consumers (drop-oldest)",
+        |s| &s.dropped_messages,
+    ),
+    ("tickcast_gap_notices_total", "counter", "Gap notices sent", |s| &s.gap_notices),
+    (
+        "tickcast_conflated_messages_total",
+        "counter",
+        "Queued messages superseded by newer ones (conflate)",
+        |s| &s.conflated_messages,
+    ),
+    ("tickcast_subscriptions", "gauge", "Channel subscriptions held", |s| &s.subscriptions),
+    (
+        "tickcast_inbox_dropped_total",
+        "counter",
+        "Messages the worker inbox could not take (recovered)",
+        |s| &s.inbox_dropped,
+    ),
     ("tickcast_loop_turns_total", "counter", "Event loop turns", |s| &s.loop_turns),
 ];
 

@@ -37,8 +37,8 @@ pub struct FrameMeta {
     pub seq: u64,
 }
 
-/// Messages a drop-oldest removed from one channel: `from..=to` (contiguous, since a channel's
-/// frames are queued in sequence order and the oldest go first).
+/// Messages a drop-oldest removed from one channel: exactly `from..=to` (a channel may have
+/// several ranges in one drop when frames in flight sat between them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dropped {
     pub channel_id: u32,
@@ -73,6 +73,10 @@ pub struct SendQueue {
     head_offset: usize,
     /// Unwritten bytes in the queue (all frames, minus `head_offset`).
     pending: usize,
+    /// Leading frames handed to the kernel by the send in flight: until it completes they are
+    /// neither dropped, conflated nor preceded by anything new.
+    /// INVARIANT: `in_flight <= frames.len()`.
+    in_flight: usize,
 }
 
 /// A drained queue keeps this many slots: a subscriber's queue is reused message after message
@@ -114,6 +118,17 @@ impl SendQueue {
         if !frame.is_empty() {
             self.push_entry(Entry { bytes: frame, meta: None });
         }
+    }
+
+    /// Queues a frame ahead of everything not yet started (after a partly written head): for a
+    /// notice that must precede the frames still queued.
+    pub fn push_front_unbounded(&mut self, frame: Bytes) {
+        if frame.is_empty() {
+            return;
+        }
+        let at = self.first_unsent();
+        self.pending += frame.len();
+        self.frames.insert(at, Entry { bytes: frame, meta: None });
     }
 
     /// Offers a broadcast frame, applying `policy` when it does not fit within `limit`.
@@ -166,9 +181,14 @@ impl SendQueue {
         self.frames.push_back(entry);
     }
 
-    /// Whether frame `i` may be removed: a broadcast frame not yet partly written.
+    /// Index of the first frame neither in flight nor partly written.
+    fn first_unsent(&self) -> usize {
+        self.in_flight.max(usize::from(self.head_offset > 0))
+    }
+
+    /// Whether frame `i` may be removed: a broadcast frame not in flight, not partly written.
     fn droppable(&self, i: usize) -> Option<FrameMeta> {
-        if i == 0 && self.head_offset > 0 {
+        if i < self.first_unsent() {
             return None;
         }
         self.frames[i].meta
@@ -185,12 +205,11 @@ impl SendQueue {
             };
             let entry = self.frames.remove(i).expect("index checked");
             self.pending -= entry.bytes.len();
-            match dropped.iter_mut().find(|d| d.channel_id == meta.channel_id) {
-                Some(d) => {
-                    d.from = d.from.min(meta.seq);
-                    d.to = d.to.max(meta.seq);
-                }
-                None => dropped.push(Dropped { channel_id: meta.channel_id, from: meta.seq, to: meta.seq }),
+            // Extend this channel's latest range when contiguous; otherwise start a new one
+            // (frames skipped earlier while in flight can make a channel's drops discontiguous).
+            match dropped.iter_mut().rev().find(|d| d.channel_id == meta.channel_id) {
+                Some(d) if d.to + 1 == meta.seq => d.to = meta.seq,
+                _ => dropped.push(Dropped { channel_id: meta.channel_id, from: meta.seq, to: meta.seq }),
             }
         }
         dropped
@@ -228,25 +247,34 @@ impl SendQueue {
     /// Drops every frame not yet (partly) written, keeping a partly written head frame so the
     /// byte stream stays well-formed. Returns the number of frames dropped.
     pub fn clear_unstarted(&mut self) -> usize {
-        let keep = usize::from(self.head_offset > 0);
+        let keep = self.first_unsent();
         let dropped = self.frames.len().saturating_sub(keep);
         self.frames.truncate(keep);
-        self.pending = self.frames.front().map_or(0, |f| f.bytes.len() - self.head_offset);
+        self.pending = self.frames.iter().map(|f| f.bytes.len()).sum::<usize>() - self.head_offset;
         if self.frames.is_empty() {
             self.frames = VecDeque::new();
         }
         dropped
     }
 
-    /// Fills `iov` with the unwritten bytes, in order; returns how many entries were used.
-    /// The pointers stay valid while the frames remain queued, i.e. until [`Self::advance`].
-    pub fn fill_iovecs(&self, iov: &mut [libc::iovec]) -> usize {
+    /// Starts a send: fills `iov` with the unwritten bytes, in order, and marks those frames
+    /// in flight; returns how many entries were used. The pointers stay valid, and the frames
+    /// untouched, until the send's completion is passed to [`Self::advance`].
+    pub fn fill_iovecs(&mut self, iov: &mut [libc::iovec]) -> usize {
         let mut n = 0;
         for (slot, rest) in iov.iter_mut().zip(self.segments()) {
             *slot = libc::iovec { iov_base: rest.as_ptr() as *mut libc::c_void, iov_len: rest.len() };
             n += 1;
         }
+        self.in_flight = n;
         n
+    }
+
+    /// Starts a send of the first frame alone (its unwritten part), marking it in flight.
+    pub fn start_single(&mut self) -> Option<(*const u8, usize)> {
+        let head = self.segments().next().map(|s| (s.as_ptr(), s.len()))?;
+        self.in_flight = 1;
+        Some(head)
     }
 
     /// The unwritten bytes, frame by frame (the head frame without its written prefix).
@@ -257,10 +285,12 @@ impl SendQueue {
             .map(|(i, f)| if i == 0 { &f.bytes[self.head_offset..] } else { &f.bytes[..] })
     }
 
-    /// Records that the kernel wrote `written` bytes from the front; drops finished frames.
-    /// `written` larger than what is pending is a caller bug; it is clamped, and asserted in debug.
+    /// Completes the send in flight: the kernel wrote `written` bytes from the front; finished
+    /// frames are dropped. `written` larger than what is pending is a caller bug; it is clamped,
+    /// and asserted in debug.
     pub fn advance(&mut self, mut written: usize) {
         debug_assert!(written <= self.pending, "advance past the queued bytes");
+        self.in_flight = 0;
         written = written.min(self.pending);
         self.pending -= written;
         while written > 0 {

@@ -22,9 +22,12 @@ impl Harness {
         let env = Env {
             header_limits: HeaderLimits { max_bytes: 1024, max_headers: 16 },
             echo_limits: Limits { max_frame: 1024, max_message: 2048 },
+            ws_limits: Limits { max_frame: 1024, max_message: 1024 },
+            max_body: 1024,
             send_queue_limit: 4096,
             stats: &self.stats,
             metrics: &|| "metrics here\n".to_string(),
+            publish: None,
         };
         self.conn.on_data(data, &env);
     }
@@ -217,9 +220,12 @@ fn slow_consumer_of_server_frames_is_closed_with_1013_and_queue_stays_bounded() 
     let env = Env {
         header_limits: HeaderLimits { max_bytes: 1024, max_headers: 16 },
         echo_limits: Limits { max_frame: 1024, max_message: 2048 },
+        ws_limits: Limits { max_frame: 1024, max_message: 1024 },
+        max_body: 1024,
         send_queue_limit: 4096,
         stats: &h.stats,
         metrics: &String::new,
+        publish: None,
     };
     let frame = frame::server_frame(OpCode::Text, &[b'x'; 1000]);
     let mut accepted = 0;

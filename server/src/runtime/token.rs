@@ -20,6 +20,8 @@ pub enum OpKind {
     Close = 6,
     /// Cancellation of a listener's accept during shutdown (slot = listener index).
     CancelAccept = 7,
+    /// Multishot poll of the inbox eventfd: publishers woke this worker.
+    Wake = 8,
 }
 
 impl OpKind {
@@ -32,6 +34,7 @@ impl OpKind {
             5 => Self::Cancel,
             6 => Self::Close,
             7 => Self::CancelAccept,
+            8 => Self::Wake,
             _ => return None,
         })
     }

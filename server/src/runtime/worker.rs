@@ -24,9 +24,12 @@ use super::bufring::BufRing;
 use super::sendpool::{NO_SEND_BUF, SendPool};
 use super::timer::{self, TimerWheel};
 use super::token::{OpKind, Token};
+use crate::broadcast::{Broadcast, Work};
 use crate::config::Config;
 use crate::conn::{Conn, Env, Phase};
+use crate::hub::{Hub, InboxReceiver};
 use crate::metrics::{self, WorkerStats};
+use crate::publish::PublishGate;
 use crate::{SHUTDOWN_GRACEFUL, SHUTDOWN_NOW, Shared};
 
 /// Timer granularity. Deadlines here are seconds long; 100 ms keeps wake-ups rare.
@@ -35,6 +38,14 @@ const WHEEL_SLOTS: usize = 1024;
 const BUFFER_GROUP: u16 = 0;
 /// Idle vectored-send buffers a worker keeps for reuse (about 1 KiB each at 64 iovecs).
 const SEND_BUFS_KEPT: usize = 256;
+/// Subscriber lists drop entries of closed connections as they are walked; quiet channels are
+/// swept this often (100 ticks = 10 s).
+const SWEEP_TICKS: u64 = 100;
+
+/// Wall-clock time in µs since the Unix epoch (envelope timestamps; 0 if the clock is broken).
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
 
 /// What a worker needs from `main`.
 pub struct WorkerSetup {
@@ -47,10 +58,20 @@ pub struct WorkerSetup {
     /// Most connections this worker serves; more are refused with 503.
     pub max_connections: usize,
     pub cpu: Option<usize>,
+    pub hub: Arc<Hub>,
+    pub inbox: InboxReceiver,
+    /// Per listener: bound to a loopback address (its peers may publish without a token).
+    pub loopback: Vec<bool>,
 }
 
 pub struct Worker {
     index: usize,
+    broadcast: Broadcast,
+    loopback: Vec<bool>,
+    wake_armed: bool,
+    /// Wall-clock time read once per loop turn (envelope timestamps), µs since the epoch.
+    now_us: u64,
+    ws_limits: Limits,
     ring: IoUring,
     bufs: BufRing,
     conns: Vec<Conn>,
@@ -129,8 +150,14 @@ impl Worker {
         tracing::debug!(worker = setup.index, mode, table = setup.table_size, "worker ring ready");
         let listeners = setup.listeners;
         let echo = config.echo_max_message;
+        let ws_limits = Limits { max_frame: config.max_frame as u64, max_message: config.max_message };
         Ok(Self {
             index: setup.index,
+            broadcast: Broadcast::new(setup.hub, setup.inbox, Arc::clone(&config)),
+            loopback: setup.loopback,
+            wake_armed: false,
+            now_us: 0,
+            ws_limits,
             ring,
             bufs,
             // Reserved, not touched: pages are faulted in only as slots are used, and the slab
@@ -192,6 +219,23 @@ impl Worker {
         self.accept_armed[listener] = true;
     }
 
+    /// A multishot poll on the inbox eventfd: publishers on other threads wake this ring.
+    fn arm_wake(&mut self) {
+        let fd = io_uring::types::Fd(self.broadcast.eventfd());
+        let token = Token::new(OpKind::Wake, 0, 0).encode();
+        let sqe = opcode::PollAdd::new(fd, libc::POLLIN as u32).multi(true).build().user_data(token);
+        self.push(sqe);
+        self.wake_armed = true;
+    }
+
+    /// Fans out what publishers sent this worker (checked every turn: an empty inbox costs a
+    /// failed pop; the eventfd only ends the wait).
+    fn drain_inbox(&mut self) {
+        let mut work =
+            Work { conns: &mut self.conns, dirty: &mut self.dirty, stats: &self.shared.stats[self.index] };
+        self.broadcast.drain(&mut work);
+    }
+
     fn arm_recv(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
         if conn.recv_armed || conn.read_paused || conn.phase == Phase::Teardown {
@@ -216,9 +260,12 @@ impl Worker {
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
         }
+        self.arm_wake();
         loop {
             self.wait()?;
+            self.now_us = now_us();
             self.reap();
+            self.drain_inbox();
             self.advance_timers();
             if self.check_shutdown() {
                 break;
@@ -276,6 +323,12 @@ impl Worker {
             OpKind::Recv => self.on_recv(token, cqe.result(), cqe.flags()),
             OpKind::Send => self.on_send(token, cqe.result()),
             OpKind::Close => self.on_close(token),
+            OpKind::Wake => {
+                self.broadcast.on_wake();
+                if !cqueue::more(cqe.flags()) {
+                    self.wake_armed = false;
+                }
+            }
             // Outcomes show up on the ops they affect (EOF, ECANCELED) or in timeouts.
             OpKind::Shutdown | OpKind::Cancel | OpKind::CancelAccept => {}
         }
@@ -330,6 +383,7 @@ impl Worker {
         }
         let now = self.now_tick;
         self.conns[slot as usize].open(now);
+        self.conns[slot as usize].loopback = self.loopback.get(listener).copied().unwrap_or(false);
         self.open_conns += 1;
         let stats = &self.shared.stats[self.index];
         metrics::inc(&stats.accepted);
@@ -391,13 +445,30 @@ impl Worker {
     /// Hands received bytes to the connection's state machine.
     fn deliver(&mut self, slot: u32, bid: u16, len: usize) {
         let shared = Arc::clone(&self.shared);
-        let metrics_fn = move || metrics::render(&shared.stats);
+        let config = Arc::clone(&self.config);
+        let hub = Arc::clone(self.broadcast.hub());
+        let metrics_fn = {
+            let shared = Arc::clone(&shared);
+            move || metrics::render(&shared.stats)
+        };
+        let gate = PublishGate {
+            hub: &hub,
+            token: config.publish_token.as_deref(),
+            loopback: self.conns[slot as usize].loopback,
+            now_us: self.now_us,
+            max_batch: config.max_batch,
+            stats: &shared.stats[self.index],
+        };
+        let stats = &shared.stats[self.index];
         let env = Env {
             header_limits: self.header_limits,
             echo_limits: self.echo_limits,
-            send_queue_limit: self.config.send_queue_limit,
-            stats: &self.shared.stats[self.index],
+            ws_limits: self.ws_limits,
+            max_body: config.max_body,
+            send_queue_limit: config.send_queue_limit,
+            stats,
             metrics: &metrics_fn,
+            publish: Some(&gate),
         };
         let data = self.bufs.buffer_mut(bid, len);
         let conn = &mut self.conns[slot as usize];
@@ -405,7 +476,12 @@ impl Worker {
         conn.last_rx_tick = self.now_tick;
         conn.ping_outstanding = false;
         conn.on_data(data, &env);
-        let after = conn.phase;
+        if !conn.ops.is_empty() {
+            let ops = conn.take_ops();
+            let mut work = Work { conns: &mut self.conns, dirty: &mut self.dirty, stats };
+            self.broadcast.run_ops(slot, ops, &env, &mut work);
+        }
+        let after = self.conns[slot as usize].phase;
         self.on_phase_change(slot, before, after);
     }
 
@@ -471,7 +547,9 @@ impl Worker {
         if conn.upgraded {
             metrics::dec(&self.shared.stats[self.index].websockets);
         }
+        let subs = conn.subs.take();
         conn.release();
+        self.broadcast.release(subs, &self.shared.stats[self.index]);
         self.open_conns -= 1;
         let stats = &self.shared.stats[self.index];
         metrics::inc(&stats.closed);
@@ -529,6 +607,9 @@ impl Worker {
             self.arm_recv(slot);
         }
         self.rearm = rearm;
+        if !self.wake_armed {
+            self.arm_wake();
+        }
         if self.shutdown_deadline.is_none() {
             for i in 0..self.listeners.len() {
                 if !self.accept_armed[i] {
@@ -563,11 +644,8 @@ impl Worker {
         conn.send_inflight = true;
         let sqe = if conn.sendq.frame_count() == 1 || self.sends.iov_cap() == 1 {
             conn.send_slot = NO_SEND_BUF;
-            let frame = conn.sendq.segments().next().unwrap_or_default();
-            opcode::Send::new(Fixed(slot), frame.as_ptr(), frame.len() as u32)
-                .flags(libc::MSG_NOSIGNAL)
-                .build()
-                .user_data(token)
+            let (ptr, len) = conn.sendq.start_single().unwrap_or((std::ptr::null(), 0));
+            opcode::Send::new(Fixed(slot), ptr, len as u32).flags(libc::MSG_NOSIGNAL).build().user_data(token)
         } else {
             let send_slot = self.sends.acquire();
             let buf = self.sends.get_mut(send_slot);
@@ -585,6 +663,9 @@ impl Worker {
         let now_tick = (self.start.elapsed().as_millis() / TICK.as_millis()) as u64;
         if now_tick <= self.now_tick {
             return;
+        }
+        if now_tick / SWEEP_TICKS != self.now_tick / SWEEP_TICKS {
+            self.broadcast.sweep(&self.conns);
         }
         self.now_tick = now_tick;
         let mut fired = std::mem::take(&mut self.fired);
@@ -624,9 +705,12 @@ impl Worker {
                     let env = Env {
                         header_limits: self.header_limits,
                         echo_limits: self.echo_limits,
+                        ws_limits: self.ws_limits,
+                        max_body: self.config.max_body,
                         send_queue_limit: self.config.send_queue_limit,
                         stats: &self.shared.stats[self.index],
                         metrics: &String::new, // timers never serve /metrics
+                        publish: None,
                     };
                     let conn = &mut self.conns[slot as usize];
                     let before = conn.phase;

@@ -2,7 +2,7 @@ use super::*;
 use proptest::prelude::*;
 
 /// What one vectored send of at most `cap` iovecs would offer the kernel.
-fn iov_bytes(q: &SendQueue, cap: usize) -> Vec<u8> {
+fn iov_bytes(q: &mut SendQueue, cap: usize) -> Vec<u8> {
     let mut iov = vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; cap];
     let n = q.fill_iovecs(&mut iov);
     let segments: Vec<&[u8]> = q.segments().take(n).collect();
@@ -43,9 +43,9 @@ fn partial_sends_resume_mid_frame() {
     q.push(Bytes::from_static(b"hello"), 100).unwrap();
     q.push(Bytes::from_static(b" world"), 100).unwrap();
     q.advance(3);
-    assert_eq!(iov_bytes(&q, 8), b"lo world");
+    assert_eq!(iov_bytes(&mut q, 8), b"lo world");
     q.advance(4);
-    assert_eq!(iov_bytes(&q, 8), b"orld");
+    assert_eq!(iov_bytes(&mut q, 8), b"orld");
     assert_eq!(q.frame_count(), 1);
     q.advance(4);
     assert!(q.is_empty());
@@ -60,7 +60,7 @@ fn clear_keeps_partly_written_head() {
     }
     q.advance(1);
     assert_eq!(q.clear_unstarted(), 2);
-    assert_eq!(iov_bytes(&q, 8), b"bc");
+    assert_eq!(iov_bytes(&mut q, 8), b"bc");
     q.advance(2);
     assert_eq!(q.clear_unstarted(), 0);
     assert!(q.is_empty());
@@ -99,6 +99,31 @@ fn drop_oldest_reports_contiguous_gaps_per_channel() {
     );
     assert_eq!(contents(&q), vec!["1", "c1s4", "c2s4", "c1s5"]);
     assert!(q.pending_bytes() <= 40);
+}
+
+#[test]
+fn frames_in_flight_are_never_dropped_nor_preceded() {
+    let mut q = SendQueue::default();
+    for seq in 1..=4 {
+        q.offer(frame(1, seq), meta(1, seq), SlowConsumerPolicy::DropOldest, 40);
+    }
+    let mut iov = vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2];
+    assert_eq!(q.fill_iovecs(&mut iov), 2); // c1s1 and c1s2 are with the kernel now
+    let offer = q.offer(frame(1, 5), meta(1, 5), SlowConsumerPolicy::DropOldest, 40);
+    // Down to half the limit: only c1s3 and c1s4 can go.
+    assert_eq!(offer, Offer::QueuedAfterDrops(vec![Dropped { channel_id: 1, from: 3, to: 4 }]));
+    q.push_front_unbounded(Bytes::from_static(b"notice    "));
+    assert_eq!(contents(&q), vec!["c1s1", "c1s2", "notice", "c1s5"]);
+    q.advance(20); // the send completes: exactly its two frames leave
+    assert_eq!(contents(&q), vec!["notice", "c1s5"]);
+    let mut c = SendQueue::default();
+    c.offer(frame(2, 1), meta(2, 1), SlowConsumerPolicy::Conflate, 15);
+    assert!(c.start_single().is_some());
+    c.offer(frame(2, 2), meta(2, 2), SlowConsumerPolicy::Conflate, 15);
+    c.offer(frame(2, 3), meta(2, 3), SlowConsumerPolicy::Conflate, 15);
+    assert_eq!(contents(&c), vec!["c2s1", "c2s3"], "the frame in flight is not conflated away");
+    assert_eq!(c.clear_unstarted(), 1);
+    assert_eq!(contents(&c), vec!["c2s1"]);
 }
 
 #[test]
@@ -162,7 +187,7 @@ proptest! {
         let mut written = Vec::new();
         let mut cuts = cuts.into_iter().cycle();
         while !q.is_empty() {
-            let offered = iov_bytes(&q, cap);
+            let offered = iov_bytes(&mut q, cap);
             prop_assert!(!offered.is_empty());
             let n = cuts.next().unwrap().min(offered.len());
             written.extend_from_slice(&offered[..n]);
@@ -172,12 +197,13 @@ proptest! {
         prop_assert_eq!(written, expected);
     }
 
-    /// Under any policy and any interleaving of offers and partial sends, the queue stays
-    /// within its bound, per-channel order is kept, and a drop-oldest reports every message it
-    /// removed (delivered + reported-dropped = offered).
+    /// Under any policy and any interleaving of offers with sends that stay in flight across
+    /// offers (and complete partially), the queue stays within its bound, the byte stream the
+    /// kernel is given is whole frames in per-channel order, and a drop-oldest reports every
+    /// message it removed (delivered + reported-dropped = offered).
     #[test]
     fn policies_keep_bounds_order_and_accounting(
-        ops in proptest::collection::vec((0u32..3, 0usize..25), 1..200),
+        ops in proptest::collection::vec((0u32..3, 0usize..25, any::<bool>()), 1..200),
         policy in prop_oneof![Just(SlowConsumerPolicy::DropOldest), Just(SlowConsumerPolicy::Conflate)],
     ) {
         let limit = 100;
@@ -185,25 +211,47 @@ proptest! {
         let mut next_seq = [1u64; 3];
         let mut offered = 0u64;
         let mut reported = 0u64;
-        let mut delivered: Vec<(u32, u64)> = Vec::new();
         let mut stream = Vec::new();
-        for (ch, send) in ops {
+        // The bytes of the send in flight, as the kernel saw them when it started.
+        let mut in_flight: Option<Vec<u8>> = None;
+        for (ch, send, start) in ops {
             let seq = next_seq[ch as usize];
-            next_seq[ch as usize] += 1;
-            offered += 1;
             match q.offer(frame(ch, seq), meta(ch, seq), policy, limit) {
-                Offer::Overflow => { prop_assert_eq!(policy, SlowConsumerPolicy::Conflate); offered -= 1; next_seq[ch as usize] -= 1; }
-                Offer::QueuedAfterDrops(d) => reported += d.iter().map(|d| d.to - d.from + 1).sum::<u64>(),
-                _ => {}
+                Offer::Overflow => prop_assert_eq!(policy, SlowConsumerPolicy::Conflate),
+                Offer::QueuedAfterDrops(d) => {
+                    reported += d.iter().map(|d| d.to - d.from + 1).sum::<u64>();
+                    next_seq[ch as usize] += 1;
+                    offered += 1;
+                }
+                _ => {
+                    next_seq[ch as usize] += 1;
+                    offered += 1;
+                }
             }
             prop_assert!(q.pending_bytes() <= limit + 10);
-            let n = send.min(q.pending_bytes());
-            stream.extend_from_slice(&iov_bytes(&q, 64)[..n]);
-            q.advance(n);
+            match in_flight.take() {
+                None if start => in_flight = Some(iov_bytes(&mut q, 3)),
+                None => {}
+                Some(bytes) => {
+                    let n = send.min(bytes.len());
+                    stream.extend_from_slice(&bytes[..n]);
+                    q.advance(n);
+                }
+            }
         }
-        stream.extend_from_slice(&iov_bytes(&q, 1024));
+        if let Some(bytes) = in_flight.take() {
+            stream.extend_from_slice(&bytes);
+            q.advance(bytes.len());
+        }
+        while !q.is_empty() {
+            let bytes = iov_bytes(&mut q, 1024);
+            stream.extend_from_slice(&bytes);
+            q.advance(bytes.len());
+        }
+        let mut delivered: Vec<(u32, u64)> = Vec::new();
         for chunk in stream.chunks(10) {
             let text = String::from_utf8_lossy(chunk).trim_end().to_string();
+            prop_assert!(text.starts_with('c'), "frame boundary lost: {:?}", text);
             let (c, s) = text[1..].split_once('s').unwrap();
             delivered.push((c.parse().unwrap(), s.parse().unwrap()));
         }

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 pub struct Server {
     child: Child,
+    /// The first listen address.
     pub addr: SocketAddr,
+    /// Every listen address, in order.
+    pub addrs: Vec<SocketAddr>,
     /// Server log lines (stderr), collected in the background.
     pub log: mpsc::Receiver<String>,
 }
@@ -17,8 +20,15 @@ pub struct Server {
 impl Server {
     /// Starts `tickcast --listen 127.0.0.1:0 <args>` and waits for its "listening on" line.
     pub fn start(args: &[&str]) -> Self {
+        // Built-in feeds only where a test asks for them: they would add load and messages.
+        let no_feed = if args.iter().any(|a| a.starts_with("--feed") || *a == "--no-feed") {
+            None
+        } else {
+            Some("--no-feed")
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
             .args(["--listen", "127.0.0.1:0", "--log", "info"])
+            .args(no_feed)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -34,14 +44,14 @@ impl Server {
                 }
             }
         });
-        let addr = loop {
+        let addrs: Vec<SocketAddr> = loop {
             let line = rx.recv_timeout(Duration::from_secs(20)).expect("tickcast did not report its address");
             if let Some(pos) = line.find("listening on ") {
                 let rest = &line[pos + "listening on ".len()..];
-                break rest.split(',').next().unwrap().trim().parse().expect("address");
+                break rest.split(',').map(|a| a.trim().parse().expect("address")).collect();
             }
         };
-        Self { child, addr, log: rx }
+        Self { child, addr: addrs[0], addrs, log: rx }
     }
 
     pub fn ws_url(&self, path: &str) -> String {
@@ -194,4 +204,32 @@ pub fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&mask);
     v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     v
+}
+
+/// `POST path` with `body` (and extra header lines) on a fresh connection: (status, body).
+pub fn post(addr: SocketAddr, path: &str, body: &[u8], headers: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The RSS of a process in KiB (from /proc).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }

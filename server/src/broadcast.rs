@@ -1,0 +1,442 @@
+//! A worker's side of channels: drain the worker's inbox and fan messages out to its
+//! subscribers, and carry out its connections' subscribe / unsubscribe / publish operations.
+//!
+//! No ring here: the worker hands in its connection slab and flush list, so the whole
+//! publish -> inbox -> subscriber queue path runs (and is tested) without io_uring.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tickcast_protocol::envelope::{ClientOp, Control, Data, ErrorCode};
+
+use crate::config::Config;
+use crate::conn::{Conn, ConnSubs, Env, Op};
+use crate::fanout::{self, SubRef, Subscribers, Targets};
+use crate::hub::{Channel, Gap, Hub, InboxReceiver, Observed, Pattern, Published, WorkerChannels};
+use crate::metrics::{self, WorkerStats};
+use crate::sendq::{FrameMeta, SlowConsumerPolicy};
+
+/// Most messages drained from the inbox per loop turn (the rest wait one turn, so a flood of
+/// publishes cannot starve the worker's sockets).
+const DRAIN_PER_TURN: usize = 16_384;
+
+/// A replay (or snapshot) to deliver once the `subscribed` ack is queued, so the client reads
+/// the ack first and then everything after the `since` it gave.
+struct PendingReplay {
+    slot: u32,
+    policy: SlowConsumerPolicy,
+    gap: Option<Control>,
+    msgs: Vec<Arc<Published>>,
+}
+
+pub struct Broadcast {
+    hub: Arc<Hub>,
+    pending: Vec<PendingReplay>,
+    inbox: InboxReceiver,
+    channels: WorkerChannels,
+    subs: Subscribers,
+    config: Arc<Config>,
+    client_publish: Vec<Pattern>,
+    /// Slow-consumer policy per channel id, resolved from the rules once per channel.
+    policies: Vec<Option<SlowConsumerPolicy>>,
+    msgs: Vec<Arc<Published>>,
+    replay: Vec<Arc<Published>>,
+    inbox_dropped_seen: u64,
+}
+
+/// The worker state an operation or a fan-out touches.
+pub struct Work<'a> {
+    pub conns: &'a mut [Conn],
+    pub dirty: &'a mut Vec<u32>,
+    pub stats: &'a WorkerStats,
+}
+
+fn error(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Control {
+    Control::Error { id, code, message: message.into() }
+}
+
+impl Broadcast {
+    pub fn new(hub: Arc<Hub>, inbox: InboxReceiver, config: Arc<Config>) -> Self {
+        // Validated at startup (Config::validate).
+        let client_publish = config.client_publish_patterns().unwrap_or_default();
+        Self {
+            hub,
+            pending: Vec::new(),
+            inbox,
+            channels: WorkerChannels::new(),
+            subs: Subscribers::default(),
+            config,
+            client_publish,
+            policies: Vec::new(),
+            msgs: Vec::new(),
+            replay: Vec::new(),
+            inbox_dropped_seen: 0,
+        }
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// The eventfd publishers write to wake this worker.
+    pub fn eventfd(&self) -> std::os::fd::RawFd {
+        self.inbox.eventfd()
+    }
+
+    /// Consumes a wake-up (the eventfd's counter).
+    pub fn on_wake(&self) {
+        let _ = self.inbox.read_eventfd();
+    }
+
+    fn policy(&mut self, channel_id: u32, name: &str) -> SlowConsumerPolicy {
+        let index = channel_id as usize;
+        if index >= self.policies.len() {
+            self.policies.resize(index + 1, None);
+        }
+        *self.policies[index].get_or_insert_with(|| self.config.policy_for(name))
+    }
+
+    /// Drains the inbox and fans every message out to this worker's subscribers.
+    pub fn drain(&mut self, w: &mut Work<'_>) {
+        self.inbox.begin_drain();
+        let mut msgs = std::mem::take(&mut self.msgs);
+        self.inbox.drain(&mut msgs, DRAIN_PER_TURN);
+        for msg in msgs.drain(..) {
+            match self.channels.observe(&msg) {
+                Observed::Next => self.fan_out(&msg, w),
+                Observed::Stale => {}
+                Observed::After { missing } => {
+                    // The inbox dropped some of this channel's messages: fill from history.
+                    self.fill(&msg, missing, w);
+                    self.fan_out(&msg, w);
+                }
+            }
+        }
+        self.msgs = msgs;
+        let dropped = self.inbox.dropped();
+        if dropped > self.inbox_dropped_seen {
+            metrics::add(&w.stats.inbox_dropped, dropped - self.inbox_dropped_seen);
+            self.inbox_dropped_seen = dropped;
+            self.recover_all(w);
+        }
+    }
+
+    fn fan_out(&mut self, msg: &Published, w: &mut Work<'_>) {
+        let policy = self.policy(msg.channel_id(), msg.channel());
+        let hub = &self.hub;
+        let names = |id: u32| hub.channel_by_id(id).map(|c| Arc::clone(c.name()));
+        let mut t = Targets {
+            conns: w.conns,
+            dirty: w.dirty,
+            stats: w.stats,
+            send_queue_limit: self.config.send_queue_limit,
+            names: &names,
+        };
+        self.subs.fan_out(msg, policy, &mut t);
+    }
+
+    /// Delivers what history still holds of `missing` (and a gap notice for the rest).
+    fn fill(&mut self, msg: &Published, missing: Gap, w: &mut Work<'_>) {
+        let Some(channel) = self.hub.channel_by_id(msg.channel_id()) else { return };
+        let mut replay = std::mem::take(&mut self.replay);
+        let gap = channel.replay(missing.from - 1, missing.to, &mut replay);
+        if let Some(gap) = gap {
+            self.notify_gap(&channel, gap, w);
+        }
+        for m in replay.drain(..) {
+            self.fan_out(&m, w);
+        }
+        self.replay = replay;
+    }
+
+    /// After inbox drops, catches every channel this worker serves up from history.
+    fn recover_all(&mut self, w: &mut Work<'_>) {
+        let mut replay = std::mem::take(&mut self.replay);
+        for channel in self.hub.channels_matching(&Pattern::Prefix("".into())) {
+            if self.subs.count(channel.id()) == 0 {
+                continue;
+            }
+            if let Some(gap) = self.channels.recover(&channel, &mut replay) {
+                self.notify_gap(&channel, gap, w);
+            }
+            for m in replay.drain(..) {
+                self.fan_out(&m, w);
+            }
+        }
+        self.replay = replay;
+    }
+
+    /// Tells every subscriber of a channel about seqs nobody can deliver any more.
+    fn notify_gap(&mut self, channel: &Channel, gap: Gap, w: &mut Work<'_>) {
+        let notice = Control::Gap { channel: channel.name().to_string(), from: gap.from, to: gap.to };
+        let frame =
+            tickcast_protocol::frame::server_frame(tickcast_protocol::OpCode::Text, &notice.to_json());
+        for slot in self.subs.subscribers(channel.id(), w.conns) {
+            let conn = &mut w.conns[slot as usize];
+            conn.sendq.push_unbounded(frame.clone());
+            metrics::inc(&w.stats.gap_notices);
+            mark_dirty(conn, slot, w.dirty);
+        }
+    }
+
+    /// Carries out a connection's operations, in order, answering each.
+    pub fn run_ops(&mut self, slot: u32, ops: Vec<Op>, env: &Env<'_>, w: &mut Work<'_>) {
+        for op in ops {
+            match op {
+                ClientOp::Subscribe { id, channels, since } => {
+                    self.subscribe(slot, id, channels, &since, env, w)
+                }
+                ClientOp::Unsubscribe { id, channels } => self.unsubscribe(slot, id, channels, env, w),
+                ClientOp::Publish { id, channel, data } => {
+                    let reply = self.client_publish(id, &channel, &data, env);
+                    w.conns[slot as usize].reply(&reply, env);
+                }
+            }
+            if !w.conns[slot as usize].is_subscriber() {
+                break; // closed meanwhile (e.g. its replies overflowed)
+            }
+        }
+        mark_dirty(&mut w.conns[slot as usize], slot, w.dirty);
+    }
+
+    fn subscribe(
+        &mut self,
+        slot: u32,
+        id: Option<u64>,
+        names: Vec<String>,
+        since: &BTreeMap<String, u64>,
+        env: &Env<'_>,
+        w: &mut Work<'_>,
+    ) {
+        let mut acked = Vec::with_capacity(names.len());
+        let mut seqs = BTreeMap::new();
+        for name in names {
+            let result = if name.contains('*') {
+                self.subscribe_pattern(slot, &name, w)
+            } else {
+                self.subscribe_channel(slot, &name, since.get(&name).copied(), w)
+            };
+            match result {
+                Ok(Some(live_after)) => {
+                    seqs.insert(name.clone(), live_after);
+                    acked.push(name);
+                }
+                Ok(None) => acked.push(name),
+                Err(reply) => w.conns[slot as usize].reply(&reply(id), env),
+            }
+        }
+        if !acked.is_empty() {
+            w.conns[slot as usize].reply(&Control::Subscribed { id, channels: acked, seq: seqs }, env);
+        }
+        self.deliver_pending(w);
+    }
+
+    /// Delivers the replays and snapshots queued by `attach`.
+    fn deliver_pending(&mut self, w: &mut Work<'_>) {
+        let hub = &self.hub;
+        let names = |id: u32| hub.channel_by_id(id).map(|c| Arc::clone(c.name()));
+        let mut t = Targets {
+            conns: w.conns,
+            dirty: w.dirty,
+            stats: w.stats,
+            send_queue_limit: self.config.send_queue_limit,
+            names: &names,
+        };
+        for p in self.pending.drain(..) {
+            if let Some(gap) = p.gap {
+                let frame =
+                    tickcast_protocol::frame::server_frame(tickcast_protocol::OpCode::Text, &gap.to_json());
+                t.conns[p.slot as usize].sendq.push_unbounded(frame);
+                metrics::inc(&t.stats.gap_notices);
+            }
+            for m in &p.msgs {
+                let meta = FrameMeta { channel_id: m.channel_id(), seq: m.seq() };
+                fanout::deliver(&mut t, p.slot, m.ws_frame(), meta, p.policy);
+            }
+        }
+    }
+
+    fn check_limit(&self, conn: &Conn) -> Result<(), SubscribeError> {
+        let count = conn.subs.as_ref().map_or(0, |s| s.count());
+        if count >= self.config.max_subscriptions {
+            let limit = self.config.max_subscriptions;
+            return Err(Box::new(move |id| {
+                error(
+                    id,
+                    ErrorCode::TooManySubscriptions,
+                    format!("at most {limit} subscriptions per connection"),
+                )
+            }));
+        }
+        Ok(())
+    }
+
+    /// One channel, with optional replay; returns the seq live delivery starts after.
+    fn subscribe_channel(
+        &mut self,
+        slot: u32,
+        name: &str,
+        since: Option<u64>,
+        w: &mut Work<'_>,
+    ) -> Result<Option<u64>, SubscribeError> {
+        let channel = self.hub.channel(name).map_err(|e| -> SubscribeError {
+            let (code, message) = (e.code(), e.to_string());
+            Box::new(move |id| error(id, code, message.clone()))
+        })?;
+        let conn = &w.conns[slot as usize];
+        if conn.subs.as_ref().is_some_and(|s| s.channels.contains(&channel.id())) {
+            return Ok(Some(self.channels.last_seen(channel.id()))); // already subscribed
+        }
+        self.check_limit(conn)?;
+        let generation = conn.generation;
+        let live_after = self.attach(slot, generation, &channel, since);
+        let conn = &mut w.conns[slot as usize];
+        conn.subs.get_or_insert_with(Box::default).channels.push(channel.id());
+        metrics::inc(&w.stats.subscriptions);
+        Ok(Some(live_after))
+    }
+
+    /// Adds the subscriber entry and queues its replay (or conflation snapshot) for delivery
+    /// right after the ack, so it gets every message after `since` exactly once.
+    fn attach(&mut self, slot: u32, generation: u32, channel: &Channel, since: Option<u64>) -> u64 {
+        let policy = self.policy(channel.id(), channel.name());
+        let mut msgs = Vec::new();
+        let mut gap = None;
+        let live_after = match since {
+            Some(since) => {
+                let r = self.channels.replay_since(channel, since, &mut msgs);
+                gap = r.gap.map(|g| Control::Gap {
+                    channel: channel.name().to_string(),
+                    from: g.from,
+                    to: g.to,
+                });
+                r.live_after
+            }
+            None => {
+                if policy == SlowConsumerPolicy::Conflate
+                    && let Some(latest) = self.channels.latest(channel.id())
+                {
+                    msgs.push(Arc::clone(latest)); // a conflated channel's snapshot
+                }
+                self.channels.last_seen(channel.id())
+            }
+        };
+        if gap.is_some() || !msgs.is_empty() {
+            self.pending.push(PendingReplay { slot, policy, gap, msgs });
+        }
+        self.subs.add(channel.id(), SubRef { slot, generation, live_after });
+        live_after
+    }
+
+    /// A prefix pattern: every existing matching channel now (live), new ones as they appear.
+    fn subscribe_pattern(
+        &mut self,
+        slot: u32,
+        text: &str,
+        w: &mut Work<'_>,
+    ) -> Result<Option<u64>, SubscribeError> {
+        let pattern = Pattern::parse(text, false).map_err(|e| -> SubscribeError {
+            let (code, message) = (e.code(), e.to_string());
+            Box::new(move |id| error(id, code, message.clone()))
+        })?;
+        let conn = &w.conns[slot as usize];
+        if conn.subs.as_ref().is_some_and(|s| s.patterns.iter().any(|p| p == text)) {
+            return Ok(None);
+        }
+        self.check_limit(conn)?;
+        let generation = conn.generation;
+        for channel in self.hub.channels_matching(&pattern) {
+            self.subs.mark_matched(channel.id());
+            if !w.conns[slot as usize].subs.as_ref().is_some_and(|s| s.channels.contains(&channel.id())) {
+                self.attach(slot, generation, &channel, None);
+            }
+        }
+        self.subs.add_pattern(pattern, slot, generation);
+        w.conns[slot as usize].subs.get_or_insert_with(Box::default).patterns.push(text.to_owned());
+        metrics::inc(&w.stats.subscriptions);
+        Ok(None)
+    }
+
+    fn unsubscribe(
+        &mut self,
+        slot: u32,
+        id: Option<u64>,
+        names: Vec<String>,
+        env: &Env<'_>,
+        w: &mut Work<'_>,
+    ) {
+        let generation = w.conns[slot as usize].generation;
+        let mut removed = Vec::new();
+        for name in names {
+            let subs = w.conns[slot as usize].subs.get_or_insert_with(Box::default);
+            let found = if name.contains('*') {
+                let before = subs.patterns.len();
+                subs.patterns.retain(|p| p != &name);
+                let had = before != subs.patterns.len();
+                self.subs.remove_pattern(&name, slot, generation);
+                // Channels the pattern brought in stay until unsubscribed by name: explicit
+                // beats clever, and the ack says exactly what changed.
+                had
+            } else if let Some(channel) = self.hub.get(&name) {
+                let had = subs.channels.contains(&channel.id());
+                subs.channels.retain(|&c| c != channel.id());
+                self.subs.remove(channel.id(), slot, generation);
+                had
+            } else {
+                false
+            };
+            if found {
+                metrics::dec(&w.stats.subscriptions);
+                removed.push(name);
+            }
+        }
+        w.conns[slot as usize].reply(&Control::Unsubscribed { id, channels: removed }, env);
+    }
+
+    fn client_publish(
+        &self,
+        id: Option<u64>,
+        channel: &str,
+        data: &serde_json::value::RawValue,
+        env: &Env<'_>,
+    ) -> Control {
+        if !self.client_publish.iter().any(|p| p.matches(channel)) {
+            return error(id, ErrorCode::Forbidden, "publishing to this channel is not allowed for clients");
+        }
+        let now_us = env.publish.map_or(0, |g| g.now_us);
+        match self.hub.publish(channel, Data::Json(data.get().as_bytes()), now_us) {
+            Ok(receipt) => {
+                metrics::inc(&env.stats.publishes);
+                Control::Published { id, channel: channel.to_owned(), seq: receipt.seq }
+            }
+            Err(e) => error(id, e.code(), e.to_string()),
+        }
+    }
+
+    /// Forgets a released connection's subscriptions (entries go lazily; the gauge now).
+    pub fn release(&mut self, subs: Option<Box<ConnSubs>>, stats: &WorkerStats) {
+        if let Some(subs) = subs {
+            for _ in 0..subs.count() {
+                metrics::dec(&stats.subscriptions);
+            }
+        }
+    }
+
+    /// Drops subscriber entries of closed connections (periodically, for quiet channels).
+    pub fn sweep(&mut self, conns: &[Conn]) {
+        self.subs.sweep(conns);
+    }
+}
+
+/// A subscribe failure, made into an error reply once the request id is known.
+type SubscribeError = Box<dyn Fn(Option<u64>) -> Control>;
+
+fn mark_dirty(conn: &mut Conn, slot: u32, dirty: &mut Vec<u32>) {
+    if !conn.sendq.is_empty() && !conn.dirty && !conn.send_inflight {
+        conn.dirty = true;
+        dirty.push(slot);
+    }
+}
+
+#[cfg(test)]
+mod tests;
