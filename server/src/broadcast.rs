@@ -373,9 +373,18 @@ impl Broadcast {
                 let before = subs.patterns.len();
                 subs.patterns.retain(|p| p != &name);
                 let had = before != subs.patterns.len();
-                self.subs.remove_pattern(&name, slot, generation);
-                // Channels the pattern brought in stay until unsubscribed by name: explicit
-                // beats clever, and the ack says exactly what changed.
+                if had {
+                    self.subs.remove_pattern(&name, slot, generation);
+                    // The channels the pattern brought in go with it; channels also
+                    // subscribed by name stay.
+                    if let Ok(pattern) = Pattern::parse(&name, false) {
+                        for channel in self.hub.channels_matching(&pattern) {
+                            if !subs.channels.contains(&channel.id()) {
+                                self.subs.remove(channel.id(), slot, generation);
+                            }
+                        }
+                    }
+                }
                 had
             } else if let Some(channel) = self.hub.get(&name) {
                 let had = subs.channels.contains(&channel.id());

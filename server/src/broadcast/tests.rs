@@ -150,3 +150,27 @@ fn released_connections_stop_receiving_and_are_swept() {
     assert!(w.conns[1].sendq.is_empty());
     assert_eq!(w.stats.subscriptions.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+#[test]
+fn unsubscribing_a_pattern_stops_its_channels_but_not_named_ones() {
+    let mut w = World::new(&["--no-feed"], 1);
+    w.publish("t.a", 1);
+    w.publish("t.b", 1);
+    w.drain();
+    w.op(0, subscribe(&["t.*", "t.b"], &[]));
+    w.take(0);
+    w.publish("t.a", 1);
+    w.publish("t.b", 1);
+    w.publish("t.c", 1); // created after the pattern subscription
+    w.drain();
+    let got: Vec<String> = w.take(0).iter().map(|m| m["channel"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(got, vec!["t.a", "t.b", "t.c"]);
+    w.op(0, Op::Unsubscribe { id: None, channels: vec!["t.*".into()] });
+    assert_eq!(w.take(0)[0]["channels"], serde_json::json!(["t.*"]));
+    w.publish("t.a", 1);
+    w.publish("t.b", 1);
+    w.publish("t.c", 1);
+    w.drain();
+    let got: Vec<String> = w.take(0).iter().map(|m| m["channel"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(got, vec!["t.b"], "only the channel subscribed by name remains");
+}
