@@ -22,21 +22,19 @@ case "$mode" in
   *) echo "usage: scripts/bench.sh [quick|full]" >&2; exit 2 ;;
 esac
 
-missing=()
-for tool in cargo taskset python3 curl; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "bench.sh: missing prerequisites: ${missing[*]}" >&2
-  echo "  (cargo: https://rustup.rs; taskset: util-linux; python3 and curl from your distribution)" >&2
-  exit 1
-fi
 cpus=$(nproc)
 SERVER_CPU="${SERVER_CPU:-0}"
 LOADGEN_CPU="${LOADGEN_CPU:-$(( cpus > 1 ? 1 : 0 ))}"
 if [ "$SERVER_CPU" = "$LOADGEN_CPU" ]; then
   echo "bench.sh: warning: only one CPU: server and load generator share it; figures will say so" >&2
 fi
+
+stamp="$(date +%Y-%m-%d)"
+out="${BENCH_OUT:-results/$stamp-$mode}"
+mkdir -p "$out"
+# shellcheck source=scripts/lib/run.sh
+source scripts/lib/run.sh
+check_prereqs cargo taskset python3
 
 if [ -n "${BENCH_BIN:-}" ]; then
   BIN="$BENCH_BIN" # prebuilt binaries (tickcast, tickcast-loadgen, peer-tokio-tungstenite)
@@ -46,56 +44,11 @@ else
   BIN="$PWD/target/release"
 fi
 
-stamp="$(date +%Y-%m-%d)"
-out="${BENCH_OUT:-results/$stamp-$mode}"
-mkdir -p "$out"
-
-# Every background PID we start; all stopped on exit, whatever the reason.
-pids=()
-cleanup() {
-  for pid in "${pids[@]:-}"; do
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]:-}"; do
-    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT
-trap 'echo "interrupted"; exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# start_server NAME CMD... : starts it pinned, waits for its port; sets SERVER_PID and PORT.
-start_server() {
-  local name="$1"; shift
-  PORT="$(free_port)"
-  local cmd=("$@")
-  cmd=("${cmd[@]//@PORT@/$PORT}")
-  taskset -c "$SERVER_CPU" "${cmd[@]}" >"$out/$name.server.log" 2>&1 &
-  SERVER_PID=$!
-  pids+=("$SERVER_PID")
-  for _ in $(seq 100); do
-    if curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null || \
-       python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$PORT),0.2)" 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "bench.sh: $name did not start (see $out/$name.server.log)" >&2
-  exit 1
-}
-
-stop_server() {
-  kill "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-}
-
-loadgen() { taskset -c "$LOADGEN_CPU" "$BIN/tickcast-loadgen" "$@" --quiet; }
 
 servers=(tickcast peer)
 server_cmd() {
   case "$1" in
-    tickcast) echo "$BIN/tickcast --listen 127.0.0.1:@PORT@ --threads ${2:-1} --log warn" ;;
+    tickcast) echo "$BIN/tickcast --listen 127.0.0.1:@PORT@ --threads ${2:-1} --no-feed --log warn" ;;
     peer) echo "$BIN/peer-tokio-tungstenite --listen 127.0.0.1:@PORT@ --threads 1" ;;
   esac
 }
@@ -134,12 +87,7 @@ idle_run tickcast-10k 1 10000 1
 idle_run tickcast-big 3 "$big_idle" 1
 idle_run peer-10k 1 10000 1
 
-{
-  echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs, kernel $(uname -r)"
-  echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
-  echo "date: $(date -u +%FT%TZ)"
-  echo "pinning: server on CPU $SERVER_CPU, load generator on CPU $LOADGEN_CPU"
-} >"$out/machine.txt"
+describe_machine >"$out/machine.txt"
 
 python3 scripts/summarize.py "$out" | tee "$out/summary.md"
 echo "==> wrote $out/"

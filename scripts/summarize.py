@@ -81,6 +81,44 @@ def idle_table(out):
     return "\n".join(lines) + "\n" + notes
 
 
+def delivered(txt_path):
+    """(delivered, expected) from the load generator's text report."""
+    m = re.search(r"delivered (\d+) of (\d+) expected", Path(txt_path).read_text())
+    return (int(m.group(1)), int(m.group(2))) if m else (None, None)
+
+
+def sustained(txt_path):
+    m = re.search(r"sustained \(window \d+\): ([\d.,]+) deliveries/s", Path(txt_path).read_text())
+    return m.group(1) if m else "-"
+
+
+def broadcast_table(out, scenario, title):
+    rows = []
+    for path in sorted(out.glob(f"{scenario}-*.json")):
+        server = path.stem[len(scenario) + 1:]
+        data = json.loads(path.read_text())
+        txt = path.with_suffix(".txt")
+        p = percentiles(txt, "latency") or {}
+        got, expected = delivered(txt)
+        run = data.get("run_seconds") or 0
+        received = data["totals"]["counters"]["messages_received"]
+        cpu = (data.get("server") or {}).get("cpu_seconds")
+        cpu_per_m = f"{cpu / received * 1e6:.2f}" if cpu and received else "-"
+        ratio = f"{got / expected * 100:.1f} %" if got is not None and expected else "-"
+        lg = data.get("loadgen_run_cpu_seconds") or 0
+        rows.append((server, p.get("p50", "-"), p.get("p99", "-"), p.get("p99.9", "-"), ratio,
+                     f"{received / run:,.0f}" if run else "-", sustained(txt), cpu_per_m,
+                     f"{lg / run * 100:.0f} %" if run else "-"))
+    if not rows:
+        return ""
+    lines = [f"### {title}", "",
+             "| server | p50 | p99 | p99.9 | delivered | deliveries/s | sustained (window) | server CPU-s per 1M deliveries | load generator CPU |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     out = Path(sys.argv[1])
     machine = (out / "machine.txt").read_text() if (out / "machine.txt").exists() else ""
@@ -88,7 +126,14 @@ def main():
     for line in machine.splitlines():
         print(f"- {line}")
     print()
-    for table in (echo_table(out), idle_table(out)):
+    tables = (
+        broadcast_table(out, "fanout-1k", "1,000 subscribers x 50 msg/s (128 B)"),
+        broadcast_table(out, "saturate-1k", "1,000 subscribers, saturated (window of 8 messages)"),
+        broadcast_table(out, "fanout-10k", "10,000 subscribers x 10 msg/s (128 B)"),
+        echo_table(out),
+        idle_table(out),
+    )
+    for table in tables:
         if table:
             print(table)
 

@@ -144,3 +144,24 @@ fn abrupt_resets_are_handled() {
     ok.write_all(&common::masked(0x82, &[1, 2, 3])).unwrap();
     assert_eq!(read_frame(&mut ok).unwrap(), (2, vec![1, 2, 3]));
 }
+
+#[test]
+fn keep_alive_connections_outlive_the_handshake_timeout_while_used() {
+    use std::io::Read;
+    let server = Server::start(&["--threads", "1", "--handshake-timeout", "1s"]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let start = Instant::now();
+    let mut served = 0;
+    while start.elapsed() < Duration::from_millis(2600) {
+        s.write_all(b"POST /publish/ka HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\n1").unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+        served += 1;
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert!(served >= 6);
+    // Idle past the timeout: now it is closed.
+    assert!(closed_within(&mut s, Duration::from_secs(3)));
+}

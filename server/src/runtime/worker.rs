@@ -481,7 +481,13 @@ impl Worker {
             let mut work = Work { conns: &mut self.conns, dirty: &mut self.dirty, stats };
             self.broadcast.run_ops(slot, ops, &env, &mut work);
         }
-        let after = self.conns[slot as usize].phase;
+        let conn = &self.conns[slot as usize];
+        let after = conn.phase;
+        if before == Phase::Http && after == Phase::Http && conn.buffered_bytes() == 0 {
+            // A keep-alive connection between requests: the handshake timeout restarts as its
+            // idle timeout (only a request left half-sent runs out the clock).
+            self.set_deadline(slot, self.config.handshake_timeout);
+        }
         self.on_phase_change(slot, before, after);
     }
 
