@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::plan::{
-    Clients, Plan, PollPlan, Publisher, Scenario, Schedule, Stop, Target, Transport, Workload,
+    Clients, Plan, PollPlan, Publisher, Scenario, Schedule, Stop, Target, Transport, Workload, WsReceiver,
     parse_source_ips,
 };
 use crate::time::parse_duration;
@@ -175,6 +175,10 @@ pub struct RateMsg {
     /// /ws), or nobody (the server's own feed or a trivial sender).
     #[arg(long, value_enum, default_value = "http")]
     pub publisher: Publisher,
+    /// `--transport ws`: how subscribers read: `ring` (raw io_uring, multishot recv into a
+    /// provided buffer ring, frames parsed in place) or `tokio` (tokio-uring reads).
+    #[arg(long, value_enum, default_value = "ring")]
+    pub ws_receiver: WsReceiver,
 }
 
 impl RateMsg {
@@ -190,6 +194,7 @@ impl RateMsg {
             transport: self.transport,
             poll: PollPlan { interval: self.poll_interval, longpoll_timeout: self.longpoll_timeout },
             staleness: self.staleness,
+            ws_receiver: self.ws_receiver,
         })
     }
 
@@ -321,6 +326,7 @@ fn idle_workload() -> Workload {
         transport: Transport::Ws,
         poll: PollPlan::default(),
         staleness: false,
+        ws_receiver: WsReceiver::default(),
     }
 }
 

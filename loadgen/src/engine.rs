@@ -175,6 +175,8 @@ pub struct Ctx {
     pub is_publisher: bool,
     /// Windowed runs: deliveries acknowledged to the publisher (shared by the worker's threads).
     pub window: Arc<crate::deliveries::WindowState>,
+    /// The thread's fast WebSocket receive ring (`rate --transport ws --ws-receiver ring`).
+    pub ring: RefCell<Option<crate::transports::wsring::RingReceiver>>,
 }
 
 /// What one thread records. Borrowed briefly, never across an `.await`.
@@ -216,16 +218,24 @@ pub fn run_worker(
     emit: &(dyn Fn(WorkerEvent) + Sync),
 ) -> WorkerResult {
     let threads = plan.threads.max(1);
+    // The publisher (first worker only) gets a thread of its own, so its schedule is kept with
+    // blocking high-resolution sleeps and never waits behind the subscribers' work (see
+    // `scenarios/publish.rs`). It inherits the process's CPU affinity: with `taskset -c 1` it
+    // shares the load generator's core, where it sleeps between sends.
+    let has_publisher = slice.worker == 0
+        && plan.scenario == crate::plan::Scenario::Rate
+        && plan.workload.publisher != crate::plan::Publisher::None;
+    let all_threads = threads + usize::from(has_publisher);
     let shared = Arc::new(Shared {
         control,
-        snapshots: Mutex::new(vec![Counters::default(); threads]),
+        snapshots: Mutex::new(vec![Counters::default(); all_threads]),
         interval: Mutex::new(Hist::new()),
         threads_ready: AtomicUsize::new(0),
         threads_done: AtomicUsize::new(0),
     });
     let window = Arc::new(crate::deliveries::WindowState::default());
     let parts = split(slice.count, threads);
-    let handles: Vec<_> = parts
+    let mut handles: Vec<_> = parts
         .into_iter()
         .enumerate()
         .map(|(thread, (first, count))| {
@@ -235,8 +245,9 @@ pub fn run_worker(
                 thread,
                 stats: RefCell::new(ThreadStats::default()),
                 executors: plan.workers.max(1) * threads,
-                is_publisher: slice.worker == 0 && thread == 0,
+                is_publisher: false,
                 window: window.clone(),
+                ring: RefCell::new(None),
             };
             let shared = shared.clone();
             let first = slice.first + first;
@@ -255,6 +266,31 @@ pub fn run_worker(
                 .expect("spawning a load thread")
         })
         .collect();
+    if has_publisher {
+        let ctx = Ctx {
+            plan: plan.clone(),
+            worker: slice.worker,
+            thread: threads,
+            stats: RefCell::new(ThreadStats::default()),
+            executors: plan.workers.max(1) * threads,
+            is_publisher: true,
+            window: window.clone(),
+            ring: RefCell::new(None),
+        };
+        let shared = shared.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("loadgen-{}-pub", slice.worker))
+                .spawn(move || {
+                    let out = tokio_uring::builder()
+                        .entries(256)
+                        .start(publisher_main(Rc::new(ctx), shared.clone()));
+                    shared.threads_done.fetch_add(1, Ordering::AcqRel);
+                    out
+                })
+                .expect("spawning the publisher thread"),
+        );
+    }
 
     let mut ready_sent = false;
     let mut last_progress = Instant::now();
@@ -264,7 +300,7 @@ pub fn run_worker(
             ready_sent = true;
             emit(WorkerEvent::Ready { worker: slice.worker });
         }
-        let done = shared.threads_done.load(Ordering::Acquire) == threads;
+        let done = shared.threads_done.load(Ordering::Acquire) == all_threads;
         if done || last_progress.elapsed() >= plan.progress_interval.min(PROGRESS_MAX) {
             last_progress = Instant::now();
             emit(progress(&shared, slice.worker));
@@ -304,11 +340,22 @@ async fn thread_main(ctx: Rc<Ctx>, first: u64, count: u64, shared: Arc<Shared>) 
         shared.threads_ready.fetch_add(1, Ordering::AcqRel);
     }
     let mut tasks = Vec::with_capacity(count as usize + 1);
-    if ctx.is_publisher
+    let w = &ctx.plan.workload;
+    if count > 0
         && ctx.plan.scenario == crate::plan::Scenario::Rate
-        && ctx.plan.workload.publisher != crate::plan::Publisher::None
+        && w.transport == crate::plan::Transport::Ws
+        && w.ws_receiver == crate::plan::WsReceiver::Ring
     {
-        tasks.push(tokio_uring::spawn(crate::scenarios::publish::publisher(ctx.clone(), phase_rx.clone())));
+        match crate::transports::wsring::RingReceiver::new() {
+            Ok(ring) => {
+                *ctx.ring.borrow_mut() = Some(ring);
+                tasks.push(tokio_uring::spawn(crate::transports::wsring::drive(
+                    ctx.clone(),
+                    phase_rx.clone(),
+                )));
+            }
+            Err(e) => eprintln!("warning: no io_uring receive ring ({e}); reading with tokio-uring"),
+        }
     }
     let schedule = ctx.plan.clients.connect.share(ctx.executors);
     let permits = Arc::new(tokio::sync::Semaphore::new(ctx.plan.clients.connect_concurrency.max(1)));
@@ -334,6 +381,17 @@ async fn thread_main(ctx: Rc<Ctx>, first: u64, count: u64, shared: Arc<Shared>) 
     for task in tasks {
         let _ = task.await;
     }
+    ticker.abort();
+    let _ = ticker.await;
+    publish_snapshot(&ctx, &shared);
+    ctx.stats.take()
+}
+
+/// The publisher's own thread: its ticker (progress, `Control`) and the publisher task.
+async fn publisher_main(ctx: Rc<Ctx>, shared: Arc<Shared>) -> ThreadStats {
+    let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
+    let ticker = tokio_uring::spawn(ticker(ctx.clone(), shared.clone(), phase_tx));
+    crate::scenarios::publish::publisher(ctx.clone(), phase_rx).await;
     ticker.abort();
     let _ = ticker.await;
     publish_snapshot(&ctx, &shared);

@@ -159,6 +159,21 @@ pub struct Workload {
     /// count skipped sequence numbers as superseded rather than lost.
     #[serde(default)]
     pub staleness: bool,
+    /// Rate with `ws`: how subscribers read (the raw io_uring ring, or tokio-uring reads).
+    #[serde(default)]
+    pub ws_receiver: WsReceiver,
+}
+
+/// How WebSocket subscribers of `rate` read (`--ws-receiver`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum WsReceiver {
+    /// One raw io_uring per thread: multishot recv into a provided buffer ring, frames parsed
+    /// in place (`transports/wsring.rs`).
+    #[default]
+    Ring,
+    /// One tokio-uring read per wake-up and connection (`transports/ws.rs`).
+    Tokio,
 }
 
 fn one() -> usize {
@@ -362,6 +377,7 @@ mod tests {
                 transport: Transport::Sse,
                 poll: PollPlan::default(),
                 staleness: false,
+                ws_receiver: WsReceiver::Tokio,
             },
             stop: Stop { duration: Duration::from_secs(1), count: Some(5) },
             threads: 1,

@@ -56,7 +56,14 @@ pub async fn client(
         Scenario::Echo => echo::run(&ctx, index, client, phase).await,
         Scenario::Rate => {
             let deliveries = deliveries(&ctx, index);
-            rate::subscriber(&ctx, client, deliveries, phase).await
+            // The thread's receive ring takes the connection over when there is one.
+            let handed = match ctx.ring.borrow_mut().as_mut() {
+                Some(ring) => ring.adopt(&mut ctx.stats.borrow_mut(), client, deliveries),
+                None => Some((client, deliveries)),
+            };
+            if let Some((client, deliveries)) = handed {
+                rate::subscriber(&ctx, client, deliveries, phase).await
+            }
         }
     }
 }

@@ -1,4 +1,6 @@
-//! The publisher of `rate` and `saturate`: one task in the first thread of the first worker.
+//! The publisher of `rate` and `saturate`: one task on a thread of its own in the first worker
+//! (`loadgen-0-pub`, sharing the process's CPU affinity), so it keeps its schedule to within
+//! tens of microseconds on an idle machine instead of tokio's millisecond timer wheel.
 //!
 //! Message `k` goes to channel `k mod n` (see `channels.rs`) stamped with that channel's
 //! sequence number and its send time: the *scheduled* time on an open-loop schedule (so a stall
@@ -21,7 +23,7 @@ use tokio::sync::watch;
 use crate::engine::{Ctx, Phase, instant_at, wait_running, wait_stopping};
 use crate::plan::{Publisher, Schedule, Target};
 use crate::stamp::{self, Stamp};
-use crate::time::now_ns;
+use crate::time::{SPIN_MAX_NS, now_ns};
 use crate::transports::http::{HttpConn, post_request};
 use crate::transports::ws::{WsClient, WsWriter};
 
@@ -127,6 +129,12 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
     let names = &plan.workload.channels;
     let mut body = Vec::new();
     let (mut sent, mut late, mut bytes) = (0u64, 0u64, 0u64);
+    // Spin at most 1/8 of the period (and at most SPIN_MAX_NS) before each send, so a fast
+    // schedule does not turn into a busy loop on the core the subscribers share.
+    let spin_ns = match plan.workload.schedule {
+        Schedule::Open { per_second } if per_second > 0.0 => ((1e9 / per_second) as u64 / 8).min(SPIN_MAX_NS),
+        _ => 0,
+    };
     for k in 0..limit {
         if *phase.borrow() == Phase::Stopping {
             break;
@@ -143,10 +151,12 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
                 if due_ns >= end_ns {
                     break;
                 }
-                tokio::time::sleep_until(instant_at(due_ns)).await;
-                if now_ns() > due_ns + 1_000_000 {
+                wait_due(due_ns, spin_ns).await;
+                let lag_ns = now_ns().saturating_sub(due_ns);
+                if lag_ns > 1_000_000 {
                     late += 1;
                 }
+                ctx.stats.borrow_mut().record("send_lag", lag_ns, false);
                 due_ns
             }
         };
@@ -175,6 +185,19 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
     stats.counters.sends_late += late;
     stats.counters.publish_ok += ok;
     stats.counters.publish_failed += failed + sent.saturating_sub(ok + failed);
+}
+
+/// Waits until wall-clock `due_ns`, precisely. This task has a thread of its own (see
+/// `engine::run_worker`), so it may block: far from the due time it awaits tokio's timer (which
+/// rounds up to whole milliseconds) so its reader and ticker tasks run; the last `COARSE_MARGIN`
+/// it sleeps with an absolute `clock_nanosleep` and spins the final `spin_ns` (bounded, see
+/// `time::wait_until_ns`).
+async fn wait_due(due_ns: u64, spin_ns: u64) {
+    const COARSE_MARGIN_NS: u64 = 2_000_000;
+    if due_ns > now_ns() + COARSE_MARGIN_NS {
+        tokio::time::sleep_until(instant_at(due_ns - COARSE_MARGIN_NS)).await;
+    }
+    crate::time::wait_until_ns(due_ns, spin_ns);
 }
 
 /// Windowed schedule: waits until message `k` may go, i.e. at most `window` messages are

@@ -7,3 +7,4 @@ pub mod http;
 pub mod poll;
 pub mod sse;
 pub mod ws;
+pub mod wsring;

@@ -224,6 +224,19 @@ impl WsClient {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 
+    /// A duplicate of the socket's descriptor (for the fast receive path, which takes over).
+    pub fn duplicate_fd(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsRawFd;
+        crate::transports::wsring::duplicate(self.stream.as_raw_fd())
+    }
+
+    /// The bytes received but not yet decoded (e.g. frames that came with the upgrade answer).
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        let pending = self.rx[self.start..].to_vec();
+        self.start = self.rx.len();
+        pending
+    }
+
     /// Bytes received since the last call (for live progress).
     pub fn take_bytes_received(&mut self) -> u64 {
         std::mem::take(&mut self.bytes_received)

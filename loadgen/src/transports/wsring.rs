@@ -1,0 +1,596 @@
+//! The fast receive path of WebSocket subscribers (`rate --transport ws`, `--ws-receiver ring`,
+//! the default): one raw io_uring per load thread, one multishot `recv` per connection into a
+//! provided buffer ring, frames decoded in place in the kernel-filled buffers.
+//!
+//! A connection is opened (TCP connect + upgrade) by [`WsClient`] on the thread's tokio-uring
+//! runtime as before, then *adopted* here: its socket is duplicated, the bytes already read past
+//! the `101` head are fed first, and a multishot `recv` is armed. From then on, every completion
+//! carries one kernel buffer of bytes; complete frames are parsed where they lie (no copy), a
+//! frame cut by the end of a buffer is carried over in a small per-connection buffer (only its
+//! missing bytes are copied), and each message goes to the same `Deliveries` accounting as the
+//! tokio path. Arrival time is read once per batch of completions.
+//!
+//! The ring is driven by a task of the thread's runtime ([`drive`]) that waits for the ring's file
+//! descriptor to become readable (completions posted), so connection setup, the ticker and this
+//! loop share one thread. Pings are answered and closes acknowledged with plain `send`s on the
+//! socket (rare).
+
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use io_uring::types::BufRingEntry;
+use io_uring::{IoUring, cqueue, opcode};
+use tickcast_protocol::frame::{
+    HeaderStatus, MAX_HEADER_LEN, OpCode, Role, decode_header, write_client_frame,
+};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+
+use crate::deliveries::Deliveries;
+use crate::engine::{Ctx, Phase, ThreadStats, wait_stopping};
+use crate::time::now_ns;
+use crate::transports::ws::{MAX_FRAME_BYTES, WsClient};
+
+/// Buffers in the ring (power of two) and their size: 16 MiB per load thread.
+const BUF_COUNT: u16 = 4096;
+const BUF_SIZE: usize = 4096;
+const BUFFER_GROUP: u16 = 0;
+/// How long stopping waits for every connection's last completion before it gives up (and then
+/// leaks the buffer memory rather than free memory the kernel might still write).
+const STOP_DRAIN: Duration = Duration::from_secs(2);
+
+/// One page; buffer memory is a `Vec` of them, so it is page aligned and the receiver stays
+/// `Send` (it is built with the thread's `Ctx`, before the thread starts).
+#[repr(C, align(4096))]
+#[derive(Clone, Copy)]
+struct Page([u8; 4096]);
+
+/// Memory shared with the kernel: the ring of buffer descriptors and the buffers.
+struct BufRing {
+    ring: Vec<Page>,
+    buffers: Vec<Page>,
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(ring: &IoUring) -> io::Result<BufRing> {
+        let ring_bytes = usize::from(BUF_COUNT) * std::mem::size_of::<BufRingEntry>();
+        let mut this = BufRing {
+            ring: vec![Page([0; 4096]); ring_bytes.div_ceil(4096)],
+            buffers: vec![Page([0; 4096]); usize::from(BUF_COUNT) * BUF_SIZE / 4096],
+            tail: 0,
+        };
+        // SAFETY: `this.ring` is a page-aligned allocation of at least BUF_COUNT entries; it is
+        // never reallocated, and it outlives the registration: `RingReceiver::drop` unregisters
+        // the group (or leaks the memory) before it is freed.
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                this.ring.as_mut_ptr() as u64,
+                BUF_COUNT,
+                BUFFER_GROUP,
+                0,
+            )?
+        };
+        for bid in 0..BUF_COUNT {
+            this.recycle(bid);
+        }
+        this.publish();
+        Ok(this)
+    }
+
+    /// The first `len` bytes of buffer `bid`. The caller owns `bid`: it came with a completion
+    /// and has not been recycled yet.
+    fn buffer(&self, bid: u16, len: usize) -> &[u8] {
+        let bid = usize::from(bid & (BUF_COUNT - 1));
+        let len = len.min(BUF_SIZE);
+        // SAFETY: bid < BUF_COUNT so the range lies inside `buffers`; the kernel finished writing
+        // it (its completion was reaped) and gets it back only through `recycle`, which needs
+        // `&mut self` and so cannot run while this borrow lives.
+        unsafe { std::slice::from_raw_parts(self.buffers.as_ptr().cast::<u8>().add(bid * BUF_SIZE), len) }
+    }
+
+    /// Hands buffer `bid` back to the kernel (visible after `publish`).
+    fn recycle(&mut self, bid: u16) {
+        let bid = bid & (BUF_COUNT - 1);
+        let index = usize::from(self.tail & (BUF_COUNT - 1));
+        // SAFETY: index < BUF_COUNT, inside the ring allocation; the kernel reads only entries
+        // between its head and the published tail, and this one is past the published tail.
+        let entry = unsafe { &mut *self.ring.as_mut_ptr().cast::<BufRingEntry>().add(index) };
+        // SAFETY: bid < BUF_COUNT, so the address lies inside `buffers`.
+        let addr = unsafe { self.buffers.as_mut_ptr().cast::<u8>().add(usize::from(bid) * BUF_SIZE) };
+        entry.set_addr(addr as u64);
+        entry.set_len(BUF_SIZE as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&mut self) {
+        // SAFETY: the ring base is valid; the shared tail lives inside entry 0 (resv field).
+        let tail = unsafe { BufRingEntry::tail(self.ring.as_ptr().cast::<BufRingEntry>()) };
+        // SAFETY: the tail is a naturally aligned u16 the kernel reads concurrently; a release
+        // store publishes the entries written before it.
+        let tail = unsafe { AtomicU16::from_ptr(tail.cast_mut()) };
+        tail.store(self.tail, Ordering::Release);
+    }
+}
+
+/// One adopted connection.
+struct Conn {
+    socket: std::net::TcpStream,
+    /// The start of a frame cut by the end of a buffer.
+    partial: Vec<u8>,
+    fragments: Vec<u8>,
+    fragment_text: Option<bool>,
+    deliveries: Deliveries,
+    pings: u64,
+    mask_state: u64,
+    /// The multishot recv is armed (a completion without `MORE` disarms it).
+    armed: bool,
+    /// The server closed, failed or broke the protocol: no more data is read.
+    done: bool,
+}
+
+/// What a frame asks of the connection.
+enum Action {
+    None,
+    Pong(Vec<u8>),
+    Closed(Vec<u8>),
+}
+
+impl Conn {
+    /// Feeds bytes received; `Err` on a protocol error (the connection is dropped).
+    fn on_data(&mut self, mut data: &[u8], stats: &mut ThreadStats, now: u64) -> anyhow::Result<()> {
+        // Complete the frame carried over, copying only its missing bytes.
+        while !self.partial.is_empty() {
+            match decode_header(&self.partial, Role::Client, MAX_FRAME_BYTES)? {
+                HeaderStatus::Complete { header, header_len } => {
+                    let total = header_len + header.payload_len as usize;
+                    let take = (total - self.partial.len()).min(data.len());
+                    self.partial.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    if self.partial.len() < total {
+                        return Ok(());
+                    }
+                    let partial = std::mem::take(&mut self.partial);
+                    let result = self.on_frame(header.opcode, header.fin, &partial[header_len..], stats, now);
+                    self.partial = partial;
+                    self.partial.clear();
+                    result?;
+                }
+                HeaderStatus::Incomplete { .. } => {
+                    let take = (MAX_HEADER_LEN - self.partial.len()).min(data.len());
+                    if take == 0 {
+                        return Ok(());
+                    }
+                    self.partial.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                }
+            }
+        }
+        // Then every complete frame in place.
+        while !data.is_empty() && !self.done {
+            match decode_header(data, Role::Client, MAX_FRAME_BYTES)? {
+                HeaderStatus::Complete { header, header_len }
+                    if data.len() >= header_len + header.payload_len as usize =>
+                {
+                    let total = header_len + header.payload_len as usize;
+                    self.on_frame(header.opcode, header.fin, &data[header_len..total], stats, now)?;
+                    data = &data[total..];
+                }
+                _ => {
+                    self.partial.extend_from_slice(data);
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+        stats: &mut ThreadStats,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        let action = match opcode {
+            OpCode::Text | OpCode::Binary if fin && self.fragment_text.is_none() => {
+                self.deliveries.on_message(stats, payload, now);
+                Action::None
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.fragments.clear();
+                self.fragments.extend_from_slice(payload);
+                self.fragment_text = Some(opcode == OpCode::Text);
+                if fin {
+                    self.fragment_text = None;
+                    self.deliveries.on_message(stats, &self.fragments, now);
+                }
+                Action::None
+            }
+            OpCode::Continuation => {
+                anyhow::ensure!(self.fragment_text.is_some(), "continuation frame without a message");
+                self.fragments.extend_from_slice(payload);
+                if fin {
+                    self.fragment_text = None;
+                    self.deliveries.on_message(stats, &self.fragments, now);
+                }
+                Action::None
+            }
+            OpCode::Ping => {
+                self.pings += 1;
+                Action::Pong(payload.to_vec())
+            }
+            OpCode::Pong => Action::None,
+            OpCode::Close => Action::Closed(payload.get(..2).map(<[u8]>::to_vec).unwrap_or_default()),
+        };
+        match action {
+            Action::None => {}
+            Action::Pong(payload) => self.send(OpCode::Pong, &payload)?,
+            Action::Closed(code) => {
+                let _ = self.send(OpCode::Close, &code);
+                let _ = self.socket.shutdown(std::net::Shutdown::Both);
+                self.done = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one small masked control frame with a plain `send` (pongs, closes: rare).
+    fn send(&mut self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+        let mut x = self.mask_state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.mask_state = x;
+        let mask = ((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32).to_le_bytes();
+        let mut out = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
+        write_client_frame(&mut out, opcode, payload, mask);
+        self.socket.write_all(&out)
+    }
+}
+
+/// A load thread's receive ring and the connections it reads.
+pub struct RingReceiver {
+    ring: IoUring,
+    bufs: BufRing,
+    conns: Vec<Option<Conn>>,
+    /// Connections whose multishot recv must be (re)armed at the next submit.
+    rearm: Vec<usize>,
+    cqes: Vec<(u64, i32, u32)>,
+    /// Adopted connections whose multishot recv is still armed.
+    armed: usize,
+    /// `drive` finished: later connections take the tokio path.
+    closed: bool,
+    /// Memory the kernel might still use at drop: leak rather than free it.
+    leak: bool,
+}
+
+impl RingReceiver {
+    pub fn new() -> io::Result<RingReceiver> {
+        // Cooperative task work: the receives run at this thread's next kernel entry, without
+        // an interrupt while it runs. (Deferred task work batched more segments per receive but
+        // delayed ACKs enough to throttle a one-frame-per-segment sender: not used.)
+        let ring = IoUring::builder().setup_cqsize(16 * 1024).setup_coop_taskrun().build(1024)?;
+        let bufs = BufRing::new(&ring)?;
+        Ok(RingReceiver {
+            ring,
+            bufs,
+            conns: Vec::new(),
+            rearm: Vec::new(),
+            cqes: Vec::with_capacity(1024),
+            armed: 0,
+            closed: false,
+            leak: false,
+        })
+    }
+
+    /// Takes over an opened client: its socket (duplicated), the bytes it already read past the
+    /// upgrade head, and its accounting. Gives them back (`Some`) when the ring no longer reads.
+    pub fn adopt(
+        &mut self,
+        stats: &mut ThreadStats,
+        mut client: WsClient,
+        deliveries: Deliveries,
+    ) -> Option<(WsClient, Deliveries)> {
+        if self.closed {
+            return Some((client, deliveries));
+        }
+        let fd = match client.duplicate_fd() {
+            Ok(fd) => fd,
+            Err(_) => return Some((client, deliveries)),
+        };
+        stats.counters.bytes_received += client.take_bytes_received();
+        stats.counters.pings_received += client.pings_received;
+        let pending = client.take_pending();
+        drop(client);
+        let mut conn = Conn {
+            socket: std::net::TcpStream::from(fd),
+            partial: Vec::new(),
+            fragments: Vec::new(),
+            fragment_text: None,
+            deliveries,
+            pings: 0,
+            mask_state: rand::random::<u64>() | 1,
+            armed: false,
+            done: false,
+        };
+        if conn.on_data(&pending, stats, now_ns()).is_err() {
+            conn.done = true;
+        }
+        let index = self.conns.len();
+        self.conns.push(Some(conn));
+        if self.conns[index].as_ref().is_some_and(|c| c.done) {
+            self.finish_conn(index, stats, true);
+        } else {
+            self.rearm.push(index);
+            self.submit();
+        }
+        None
+    }
+
+    /// Arms the multishot recvs asked for and submits.
+    fn submit(&mut self) {
+        for index in std::mem::take(&mut self.rearm) {
+            let Some(conn) = self.conns[index].as_mut() else { continue };
+            if conn.armed || conn.done {
+                continue;
+            }
+            let fd = io_uring::types::Fd(conn.socket.as_raw_fd());
+            let sqe = opcode::RecvMulti::new(fd, BUFFER_GROUP).build().user_data(index as u64);
+            // SAFETY: the SQE names a socket owned by `conn` (kept open until its last completion
+            // is reaped) and a buffer group whose memory outlives the ring's use of it.
+            while unsafe { self.ring.submission().push(&sqe) }.is_err() {
+                let _ = self.ring.submit();
+            }
+            conn.armed = true;
+            self.armed += 1;
+        }
+        let _ = self.ring.submit();
+    }
+
+    /// Handles every completion posted; returns how many.
+    fn reap(&mut self, stats: &mut ThreadStats) -> usize {
+        let mut handled = 0;
+        let now = now_ns();
+        loop {
+            self.cqes.clear();
+            self.cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+            if self.cqes.is_empty() {
+                break;
+            }
+            handled += self.cqes.len();
+            for i in 0..self.cqes.len() {
+                let (user_data, result, flags) = self.cqes[i];
+                self.on_cqe(user_data as usize, result, flags, stats, now);
+            }
+        }
+        self.bufs.publish();
+        if !self.rearm.is_empty() {
+            self.submit();
+        }
+        handled
+    }
+
+    fn on_cqe(&mut self, index: usize, result: i32, flags: u32, stats: &mut ThreadStats, now: u64) {
+        let bid = cqueue::buffer_select(flags);
+        let more = cqueue::more(flags);
+        let Some(Some(conn)) = self.conns.get_mut(index) else {
+            if let Some(bid) = bid {
+                self.bufs.recycle(bid);
+            }
+            return;
+        };
+        if !more {
+            conn.armed = false;
+            self.armed -= 1;
+        }
+        let mut failed = false;
+        if result > 0 {
+            stats.counters.bytes_received += result as u64;
+            if let Some(bid) = bid {
+                let data = self.bufs.buffer(bid, result as usize);
+                if !conn.done && conn.on_data(data, stats, now).is_err() {
+                    failed = true;
+                }
+                self.bufs.recycle(bid);
+            }
+        }
+        if failed {
+            conn.done = true;
+            let _ = conn.socket.shutdown(std::net::Shutdown::Both);
+        }
+        if !more {
+            if result == -libc::ENOBUFS && !conn.done && !self.closed {
+                // The ring ran dry: the buffers are back now, read on.
+                self.rearm.push(index);
+            } else if !self.closed {
+                // End of stream, an error, or a close: cut off before the end of the run.
+                self.finish_conn(index, stats, true);
+            }
+        }
+    }
+
+    /// Accounts a connection's totals and forgets it.
+    fn finish_conn(&mut self, index: usize, stats: &mut ThreadStats, cut_off: bool) {
+        let Some(conn) = self.conns[index].take() else { return };
+        if conn.armed {
+            // Still armed (stopping): the socket was shut down; keep it until its last completion.
+            self.armed -= 1;
+        }
+        stats.counters.pings_received += conn.pings;
+        if cut_off {
+            stats.counters.disconnected += 1;
+        }
+        conn.deliveries.finish(stats);
+        drop(conn.socket);
+    }
+
+    /// The run is over: close every connection (a close frame, then shutdown, which ends its
+    /// multishot recv), account them, and wait (bounded) for the last completions.
+    fn stop(&mut self, stats: &mut ThreadStats) {
+        self.closed = true;
+        for conn in self.conns.iter_mut().flatten() {
+            if !conn.done {
+                let _ = conn.send(OpCode::Close, &1000u16.to_be_bytes());
+            }
+            let _ = conn.socket.shutdown(std::net::Shutdown::Both);
+        }
+        // Data still in flight is accounted; then each connection.
+        let until = Instant::now() + STOP_DRAIN;
+        let ts = io_uring::types::Timespec::new().nsec(10_000_000);
+        let args = io_uring::types::SubmitArgs::new().timespec(&ts);
+        while self.armed > 0 && Instant::now() < until {
+            // Waits for a completion, 10 ms at most per turn.
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            self.reap(stats);
+        }
+        self.leak = self.armed > 0;
+        for index in 0..self.conns.len() {
+            let cut_off = self.conns[index].as_ref().is_some_and(|c| c.done);
+            // Keep the socket of a still-armed connection open? It is shut down; the kernel holds
+            // its own reference to the file while the request lives.
+            self.finish_conn(index, stats, cut_off);
+        }
+    }
+}
+
+impl Drop for RingReceiver {
+    fn drop(&mut self) {
+        if self.leak || self.ring.submitter().unregister_buf_ring(BUFFER_GROUP).is_err() {
+            // A request may still select a buffer: never free memory the kernel could write.
+            std::mem::forget(std::mem::take(&mut self.bufs.buffers));
+            std::mem::forget(std::mem::take(&mut self.bufs.ring));
+        }
+    }
+}
+
+/// Drives the thread's receive ring until the run stops, then closes its connections.
+pub async fn drive(ctx: std::rc::Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
+    // A duplicate of the ring's descriptor, owned by the `AsyncFd`, is what the runtime polls:
+    // it is readable when completions are posted.
+    let fd = match ctx.ring.borrow().as_ref().map(|r| duplicate(r.ring.as_raw_fd())) {
+        Some(Ok(fd)) => fd,
+        _ => return close_early(&ctx),
+    };
+    // SAFETY: the `AsyncFd` owns `fd` (an `OwnedFd`), so the descriptor stays open and names the
+    // same file description for the `AsyncFd`'s whole life.
+    let registered = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
+    let Ok(ready) = registered else {
+        return close_early(&ctx);
+    };
+    loop {
+        let mut guard = tokio::select! {
+            biased;
+            () = wait_stopping(&mut phase) => break,
+            guard = ready.readable() => match guard {
+                Ok(guard) => guard,
+                Err(_) => break,
+            },
+        };
+        guard.clear_ready();
+        let mut ring = ctx.ring.borrow_mut();
+        let ring = ring.as_mut().expect("ring present");
+        ring.reap(&mut ctx.stats.borrow_mut());
+    }
+    drop(ready);
+    let mut ring = ctx.ring.borrow_mut();
+    if let Some(ring) = ring.as_mut() {
+        ring.stop(&mut ctx.stats.borrow_mut());
+    }
+}
+
+/// The ring cannot be polled: connections already adopted are closed and later ones take the
+/// tokio path.
+fn close_early(ctx: &Ctx) {
+    eprintln!("warning: the io_uring receive ring cannot be polled; reading with tokio-uring");
+    if let Some(ring) = ctx.ring.borrow_mut().as_mut() {
+        ring.stop(&mut ctx.stats.borrow_mut());
+    }
+}
+
+/// A duplicate of `fd` (the caller keeps the original).
+pub fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: `fd` is the open socket of a live `WsClient` for the duration of this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    borrowed.try_clone_to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stamp::{self, Stamp};
+    use tickcast_protocol::frame::write_server_frame;
+
+    fn conn() -> (Conn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        let conn = Conn {
+            socket,
+            partial: Vec::new(),
+            fragments: Vec::new(),
+            fragment_text: None,
+            deliveries: Deliveries::new(vec![0], false, None),
+            pings: 0,
+            mask_state: 1,
+            armed: false,
+            done: false,
+        };
+        (conn, peer)
+    }
+
+    /// Frames cut at every possible place across buffers (and a fragmented message, a ping) are
+    /// all delivered once, in order.
+    #[test]
+    fn frames_split_anywhere_across_buffers() {
+        let mut stream = bytes::BytesMut::new();
+        let mut payload = Vec::new();
+        for seq in 1..=5 {
+            stamp::write(&mut payload, Stamp { seq, t_ns: 10, src: 0 }, 128 + seq as usize * 40);
+            write_server_frame(&mut stream, OpCode::Text, &payload);
+        }
+        write_server_frame(&mut stream, OpCode::Ping, b"hi");
+        // seq 6, fragmented in two frames.
+        stamp::write(&mut payload, Stamp { seq: 6, t_ns: 10, src: 0 }, 300);
+        let mut first = bytes::BytesMut::new();
+        write_server_frame(&mut first, OpCode::Text, &payload[..100]);
+        first[0] &= 0x7f; // not FIN
+        stream.extend_from_slice(&first);
+        let mut second = bytes::BytesMut::new();
+        write_server_frame(&mut second, OpCode::Continuation, &payload[100..]);
+        stream.extend_from_slice(&second);
+        for cut in [1, 2, 3, 7, 64, 133, 500] {
+            let (mut conn, _peer) = conn();
+            let mut stats = ThreadStats::default();
+            for chunk in stream.chunks(cut) {
+                conn.on_data(chunk, &mut stats, 20).unwrap();
+            }
+            assert!(conn.partial.is_empty());
+            assert_eq!(conn.pings, 1);
+            conn.deliveries.finish(&mut stats);
+            assert_eq!(stats.counters.messages_received, 6, "cut {cut}");
+            assert_eq!(stats.loss.delivered, 6, "cut {cut}");
+            assert_eq!(stats.seq_max_sum, 6);
+            assert_eq!(stats.hists["latency"].len(), 6);
+        }
+    }
+
+    #[test]
+    fn protocol_errors_are_reported() {
+        let (mut conn, _peer) = conn();
+        let mut stats = ThreadStats::default();
+        // A masked frame from a server is a protocol error.
+        assert!(conn.on_data(&[0x81, 0x85, 1, 2, 3, 4, 0, 0, 0, 0, 0], &mut stats, 0).is_err());
+    }
+
+    /// The ring builds and registers its buffers on this kernel, and drops cleanly.
+    #[test]
+    fn ring_sets_up_and_drops() {
+        let ring = RingReceiver::new().expect("io_uring with a provided buffer ring");
+        drop(ring);
+    }
+}
