@@ -404,8 +404,9 @@ impl RingReceiver {
             let _ = conn.socket.shutdown(std::net::Shutdown::Both);
         }
         if !more {
-            if result == -libc::ENOBUFS && !conn.done && !self.closed {
-                // The ring ran dry: the buffers are back now, read on.
+            if (result > 0 || result == -libc::ENOBUFS) && !conn.done && !self.closed {
+                // The multishot ended without an end of stream: the buffer ring ran dry, or the
+                // kernel stopped it (e.g. a completion queue overflow). Read on.
                 self.rearm.push(index);
             } else if !self.closed {
                 // End of stream, an error, or a close: cut off before the end of the run.
