@@ -2,16 +2,27 @@
 //! `tickcast` binary is a thin wrapper around [`run`].
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// `unsafe` lives only in `runtime` (the kernel interface); everything else is denied it.
+#[deny(unsafe_code)]
 pub mod broadcast;
+#[deny(unsafe_code)]
 pub mod config;
+#[deny(unsafe_code)]
 pub mod conn;
+#[deny(unsafe_code)]
 pub mod fanout;
+#[deny(unsafe_code)]
 pub mod feed;
+#[deny(unsafe_code)]
 pub mod http;
+#[deny(unsafe_code)]
 pub mod hub;
+#[deny(unsafe_code)]
 pub mod metrics;
+#[deny(unsafe_code)]
 pub mod publish;
 pub mod runtime;
+#[deny(unsafe_code)]
 pub mod sendq;
 
 use std::net::SocketAddr;

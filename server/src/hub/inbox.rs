@@ -31,13 +31,14 @@
 //! at a million publishes per second), so this is an overload path, not a normal one.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use super::channel::Published;
+use crate::runtime::sys;
 
 /// Default inbox capacity in messages per worker (16 bytes a slot: 1 MiB per worker).
 pub const DEFAULT_INBOX_CAPACITY: usize = 1 << 16;
@@ -61,7 +62,7 @@ impl Shared {
             // The only failures are EAGAIN (the counter would pass 2^64-2, i.e. billions of
             // unread wake-ups: the worker is woken already) and EBADF (a bug: the fd lives
             // as long as `self`). Neither can be handled better by the publisher.
-            let result = signal_eventfd(&self.eventfd);
+            let result = sys::eventfd_signal(&self.eventfd);
             debug_assert!(result.is_ok(), "eventfd write failed: {result:?}");
         }
     }
@@ -130,7 +131,7 @@ impl InboxReceiver {
     /// Reads and resets the eventfd counter: the number of wake-ups written since the last
     /// read (0 if none). Optional for a ring that reads the eventfd itself.
     pub fn read_eventfd(&self) -> io::Result<u64> {
-        read_eventfd(&self.shared.eventfd)
+        sys::eventfd_read(&self.shared.eventfd)
     }
 
     /// Call once per wake-up, before [`drain`](Self::drain): re-enables wake-ups, so a
@@ -177,44 +178,8 @@ pub(crate) fn inbox(index: usize, capacity: usize) -> io::Result<(InboxSender, I
     let shared = Arc::new(Shared {
         pending: AtomicBool::new(false),
         dropped: AtomicU64::new(0),
-        eventfd: new_eventfd()?,
+        eventfd: sys::eventfd()?,
     });
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
     Ok((InboxSender { tx, shared: Arc::clone(&shared) }, InboxReceiver { rx, shared, index }))
-}
-
-fn new_eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: eventfd takes no pointers; it returns a new descriptor or -1.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by eventfd, is open, and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn signal_eventfd(fd: &OwnedFd) -> io::Result<()> {
-    let one: u64 = 1;
-    // SAFETY: the buffer is a live local u64, valid for reads of its 8 bytes (eventfd writes
-    // must be exactly 8 bytes); `fd` is open for as long as the borrow.
-    let n = unsafe { libc::write(fd.as_raw_fd(), (&raw const one).cast(), size_of::<u64>()) };
-    if n == size_of::<u64>() as isize {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    // EAGAIN: the counter is saturated, so the reader is certain to see it readable.
-    if err.kind() == io::ErrorKind::WouldBlock { Ok(()) } else { Err(err) }
-}
-
-fn read_eventfd(fd: &OwnedFd) -> io::Result<u64> {
-    let mut value: u64 = 0;
-    // SAFETY: the buffer is a live local u64, valid for writes of its 8 bytes (eventfd reads
-    // are exactly 8 bytes); `fd` is open for as long as the borrow.
-    let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut value).cast(), size_of::<u64>()) };
-    if n == size_of::<u64>() as isize {
-        return Ok(value);
-    }
-    let err = io::Error::last_os_error();
-    // EAGAIN: the counter is zero, nothing was signalled.
-    if err.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(err) }
 }

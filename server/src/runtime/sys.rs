@@ -164,6 +164,45 @@ pub fn wait_signal(set: &libc::sigset_t) -> io::Result<i32> {
     Ok(sig)
 }
 
+/// A non-blocking eventfd (counter 0): how publishers on other threads wake a worker's ring.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd takes no pointers; it returns a new descriptor or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by eventfd, is open, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds 1 to an eventfd's counter (a saturated counter is already readable: not an error).
+pub fn eventfd_signal(fd: &OwnedFd) -> io::Result<()> {
+    let one: u64 = 1;
+    // SAFETY: the buffer is a live local u64, valid for reads of its 8 bytes (eventfd writes
+    // must be exactly 8 bytes); `fd` is open for as long as the borrow.
+    let n = unsafe { libc::write(fd.as_raw_fd(), (&raw const one).cast(), size_of::<u64>()) };
+    if n == size_of::<u64>() as isize {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    // EAGAIN: the counter is saturated, so the reader is certain to see it readable.
+    if err.kind() == io::ErrorKind::WouldBlock { Ok(()) } else { Err(err) }
+}
+
+/// Reads and resets an eventfd's counter (0 when nothing was signalled).
+pub fn eventfd_read(fd: &OwnedFd) -> io::Result<u64> {
+    let mut value: u64 = 0;
+    // SAFETY: the buffer is a live local u64, valid for writes of its 8 bytes (eventfd reads
+    // are exactly 8 bytes); `fd` is open for as long as the borrow.
+    let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut value).cast(), size_of::<u64>()) };
+    if n == size_of::<u64>() as isize {
+        return Ok(value);
+    }
+    let err = io::Error::last_os_error();
+    // EAGAIN: the counter is zero, nothing was signalled.
+    if err.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(err) }
+}
+
 /// Anonymous private memory, zero-filled and touched lazily by the kernel: a large buffer pool
 /// costs resident memory only for the pages actually used.
 pub struct Mmap {
