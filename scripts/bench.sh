@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # scripts/bench.sh [quick|full] — builds in release mode, runs the benchmarks that exist so far
-# side by side with the tokio-tungstenite peer, prints a summary table and writes
-# results/<date>-<mode>/ (one JSON per run, the summary as markdown, the machine description).
+# side by side with the peers, prints summary tables and writes results/<date>-<mode>/ (one
+# JSON per run, the summaries as markdown, the machine description).
 #
-#   quick (default)  echo round trips at 1 and 1,000 clients; idle memory at 10,000 and 50,000
-#                    connections (about 3 minutes on a 2-core machine)
+#   quick (default)  echo round trips at 1 and 1,000 clients and idle memory at 10,000 and
+#                    50,000 connections (tickcast vs tokio-tungstenite), then the broadcast
+#                    comparison of scripts/compare.sh (tickcast, Bun, Node ws, tokio-tungstenite,
+#                    a bare write loop): about 5 minutes on a 2-core machine
 #   full             the same with longer runs and 100,000 idle connections
 #
 # The server is pinned to one core and the load generator to another (taskset), and every
@@ -40,7 +42,7 @@ if [ -n "${BENCH_BIN:-}" ]; then
   BIN="$BENCH_BIN" # prebuilt binaries (tickcast, tickcast-loadgen, peer-tokio-tungstenite)
 else
   echo "==> building (release)"
-  cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p peer-tokio-tungstenite
+  cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p peer-tokio-tungstenite -p peer-bare
   BIN="$PWD/target/release"
 fi
 
@@ -90,4 +92,13 @@ idle_run peer-10k 1 10000 1
 describe_machine >"$out/machine.txt"
 
 python3 scripts/summarize.py "$out" | tee "$out/summary.md"
+
+# The broadcast comparison (its own summary, in $out/compare/). Node peers need node and npm.
+peers="tickcast,bun,node-ws,tokio-tungstenite,bare"
+if ! command -v npm >/dev/null 2>&1; then
+  echo "bench.sh: node/npm not found: the Bun and Node ws peers are left out" >&2
+  peers="tickcast,tokio-tungstenite,bare"
+fi
+BENCH_BIN="$BIN" BENCH_OUT="$out/compare" SERVER_CPU="$SERVER_CPU" LOADGEN_CPU="$LOADGEN_CPU" \
+  scripts/compare.sh "$mode" --servers "$peers"
 echo "==> wrote $out/"

@@ -46,7 +46,14 @@ stop_server() {
   wait "$SERVER_PID" 2>/dev/null || true
 }
 
-loadgen() { taskset -c "$LOADGEN_CPU" "$BIN/tickcast-loadgen" "$@" --quiet; }
+# Runs the load generator pinned; in the background plus `wait`, so a signal to this script
+# (not only a terminal's Ctrl-C to the whole group) interrupts at once and cleanup stops it too.
+loadgen() {
+  taskset -c "$LOADGEN_CPU" "$BIN/tickcast-loadgen" "$@" --quiet &
+  local pid=$!
+  pids+=("$pid")
+  wait "$pid"
+}
 
 describe_machine() {
   echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs, kernel $(uname -r)"
