@@ -165,3 +165,25 @@ fn keep_alive_connections_outlive_the_handshake_timeout_while_used() {
     // Idle past the timeout: now it is closed.
     assert!(closed_within(&mut s, Duration::from_secs(3)));
 }
+
+#[test]
+fn a_full_descriptor_table_backs_off_instead_of_spinning() {
+    // --max-connections 2 makes the table 2 + 256 (refusal headroom) entries.
+    let server = Server::start(&["--threads", "1", "--max-connections", "2", "--close-timeout", "1s"]);
+    let held: Vec<TcpStream> = (0..300).filter_map(|_| TcpStream::connect(server.addr).ok()).collect();
+    std::thread::sleep(Duration::from_millis(800));
+    // Retried once per 100 ms tick and logged at most once per tick, not once per loop turn.
+    let warnings = server.log.try_iter().filter(|l| l.contains("accept failed")).count();
+    assert!((1..=12).contains(&warnings), "{warnings} accept warnings in 0.8 s");
+    drop(held);
+    // Once the refused connections are gone the server accepts and serves again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = server.http("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        if resp.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served again: {resp:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

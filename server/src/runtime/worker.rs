@@ -93,6 +93,8 @@ pub struct Worker {
     echo_limits: Limits,
     /// Set once shutdown began: when the worker stops waiting for clients.
     shutdown_deadline: Option<Instant>,
+    /// After a failed accept (e.g. a full descriptor table), accepts are re-armed from this tick.
+    accept_retry_tick: u64,
 }
 
 /// Builds the ring with the best setup the kernel offers, falling back step by step.
@@ -183,6 +185,7 @@ impl Worker {
             start: Instant::now(),
             now_tick: 0,
             shutdown_deadline: None,
+            accept_retry_tick: 0,
         })
     }
 
@@ -354,13 +357,18 @@ impl Worker {
         if result < 0 {
             if result != -libc::ECANCELED {
                 metrics::inc(&self.stats().accept_errors);
-                tracing::warn!(
-                    worker = self.index,
-                    "accept failed: {}",
-                    io::Error::from_raw_os_error(-result)
-                );
+                // E.g. ENFILE: the descriptor table is full. Retry on the next tick, not the
+                // next turn (which would spin), and log once per tick at most.
+                if self.accept_retry_tick <= self.now_tick {
+                    tracing::warn!(
+                        worker = self.index,
+                        "accept failed: {} (retrying in {} ms)",
+                        io::Error::from_raw_os_error(-result),
+                        TICK.as_millis()
+                    );
+                }
+                self.accept_retry_tick = self.now_tick + 1;
             }
-            // Re-armed on the next turn (after closes may have freed table entries).
             return;
         }
         let slot = result as u32;
@@ -616,7 +624,7 @@ impl Worker {
         if !self.wake_armed {
             self.arm_wake();
         }
-        if self.shutdown_deadline.is_none() {
+        if self.shutdown_deadline.is_none() && self.now_tick >= self.accept_retry_tick {
             for i in 0..self.listeners.len() {
                 if !self.accept_armed[i] {
                     self.arm_accept(i);
