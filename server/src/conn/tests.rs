@@ -40,11 +40,15 @@ impl Harness {
     }
 
     fn upgrade(&mut self) {
-        let (hs, request) = ClientHandshake::new("localhost", "/echo", [7; 16], &[]);
+        self.upgrade_to("/echo", Endpoint::Echo);
+    }
+
+    fn upgrade_to(&mut self, path: &str, endpoint: Endpoint) {
+        let (hs, request) = ClientHandshake::new("localhost", path, [7; 16], &[]);
         self.feed(&request);
         let out = self.take_output();
         assert_eq!(hs.parse_response(&out).unwrap(), Some(out.len()), "{}", String::from_utf8_lossy(&out));
-        assert_eq!(self.conn.phase, Phase::Open(Endpoint::Echo));
+        assert_eq!(self.conn.phase, Phase::Open(endpoint));
     }
 
     /// Decodes the server's frames.
@@ -265,4 +269,66 @@ fn released_slot_owns_no_memory_and_bumps_generation() {
     h.conn.open(5);
     assert_eq!(h.conn.generation, generation + 1);
     assert!(std::mem::size_of::<Conn>() <= 256, "Conn is {} bytes", std::mem::size_of::<Conn>());
+}
+
+mod no_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn chunks(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut rest = data;
+        for &c in cuts {
+            if rest.is_empty() {
+                break;
+            }
+            let n = c.min(rest.len());
+            out.push(rest[..n].to_vec());
+            rest = &rest[n..];
+        }
+        if !rest.is_empty() {
+            out.push(rest.to_vec());
+        }
+        out
+    }
+
+    proptest! {
+        /// Whatever bytes arrive, in whatever pieces, before or after the upgrade, the
+        /// connection answers or fails them by the RFC, never panics, and keeps its buffers
+        /// within the limits.
+        #[test]
+        fn arbitrary_input_never_panics(
+            upgraded in 0u8..3,
+            data in proptest::collection::vec(any::<u8>(), 0..3000),
+            cuts in proptest::collection::vec(1usize..700, 0..12),
+        ) {
+            let mut h = Harness::new();
+            match upgraded {
+                1 => h.upgrade(),
+                2 => h.upgrade_to("/ws?channels=a,b.*&since=a:3", Endpoint::Ws),
+                _ => {}
+            }
+            for piece in chunks(&data, &cuts) {
+                h.feed(&piece);
+                prop_assert!(h.conn.buffered_bytes() <= 4096, "buffered {}", h.conn.buffered_bytes());
+                let _ = h.take_output();
+            }
+        }
+
+        /// Valid requests and frames mixed with junk: still no panic.
+        #[test]
+        fn near_valid_input_never_panics(
+            junk in proptest::collection::vec(any::<u8>(), 0..64),
+            at in 0usize..200,
+        ) {
+            let mut h = Harness::new();
+            h.upgrade_to("/ws", Endpoint::Ws);
+            let mut input = client_frame(OpCode::Text, br#"{"type":"subscribe","channels":["a"]}"#);
+            input.extend(client_frame(OpCode::Ping, b"x"));
+            let at = at.min(input.len());
+            input.splice(at..at, junk);
+            h.feed(&input);
+            let _ = h.take_output();
+        }
+    }
 }
