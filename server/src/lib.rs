@@ -71,6 +71,9 @@ fn bind_listeners(config: &Config) -> anyhow::Result<(Vec<Vec<std::os::fd::Owned
     let mut per_worker: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for addr in &config.listen {
+        sys::ensure_port_free(addr).with_context(|| {
+            format!("cannot listen on {addr}: is another server already listening there?")
+        })?;
         let first =
             sys::listener(addr, config.backlog).with_context(|| format!("cannot listen on {addr}"))?;
         let resolved = sys::local_addr(&first)?;

@@ -187,3 +187,18 @@ fn a_full_descriptor_table_backs_off_instead_of_spinning() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_second_server_on_the_same_port_refuses_to_start() {
+    let first = Server::start(&["--threads", "2"]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["--no-feed", "--threads", "1", "--listen", &first.addr.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another server already listening"), "{stderr}");
+    // The first server is untouched.
+    let resp = first.http("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}

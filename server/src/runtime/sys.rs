@@ -52,6 +52,26 @@ fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_
     Ok(())
 }
 
+/// Fails when another process already listens on `addr`. Our listeners share their port with
+/// SO_REUSEPORT (one per worker), which would also let a second server on the same port take
+/// half the connections silently; a probe without SO_REUSEPORT finds such a listener first.
+pub fn ensure_port_free(addr: &SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let fd = syscall!(socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0))?;
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+    let _owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if addr.is_ipv6() {
+        set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    let (storage, len) = sockaddr(addr);
+    syscall!(bind(fd, std::ptr::from_ref(&storage).cast::<libc::sockaddr>(), len))?;
+    Ok(())
+}
+
 /// A listening TCP socket with SO_REUSEPORT (one per worker and address) and TCP_NODELAY, which
 /// accepted sockets inherit: tickcast coalesces frames itself, so Nagle would only add delay.
 pub fn listener(addr: &SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
