@@ -51,6 +51,22 @@ pub struct Work<'a> {
     pub stats: &'a WorkerStats,
 }
 
+impl Work<'_> {
+    /// The fan-out's view of this work: the same slab and flush list.
+    fn targets<'t>(
+        &'t mut self,
+        send_queue_limit: usize,
+        names: &'t dyn Fn(u32) -> Option<Arc<str>>,
+    ) -> Targets<'t> {
+        Targets { conns: self.conns, dirty: self.dirty, stats: self.stats, send_queue_limit, names }
+    }
+}
+
+/// Channel names by id (for gap notices about other channels' dropped messages).
+fn channel_names(hub: &Hub) -> impl Fn(u32) -> Option<Arc<str>> + '_ {
+    |id| hub.channel_by_id(id).map(|c| Arc::clone(c.name()))
+}
+
 fn error(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Control {
     Control::Error { id, code, message: message.into() }
 }
@@ -123,15 +139,8 @@ impl Broadcast {
 
     fn fan_out(&mut self, msg: &Published, w: &mut Work<'_>) {
         let policy = self.policy(msg.channel_id(), msg.channel());
-        let hub = &self.hub;
-        let names = |id: u32| hub.channel_by_id(id).map(|c| Arc::clone(c.name()));
-        let mut t = Targets {
-            conns: w.conns,
-            dirty: w.dirty,
-            stats: w.stats,
-            send_queue_limit: self.config.send_queue_limit,
-            names: &names,
-        };
+        let names = channel_names(&self.hub);
+        let mut t = w.targets(self.config.send_queue_limit, &names);
         self.subs.fan_out(msg, policy, &mut t);
     }
 
@@ -233,15 +242,8 @@ impl Broadcast {
 
     /// Delivers the replays and snapshots queued by `attach`.
     fn deliver_pending(&mut self, w: &mut Work<'_>) {
-        let hub = &self.hub;
-        let names = |id: u32| hub.channel_by_id(id).map(|c| Arc::clone(c.name()));
-        let mut t = Targets {
-            conns: w.conns,
-            dirty: w.dirty,
-            stats: w.stats,
-            send_queue_limit: self.config.send_queue_limit,
-            names: &names,
-        };
+        let names = channel_names(&self.hub);
+        let mut t = w.targets(self.config.send_queue_limit, &names);
         for p in self.pending.drain(..) {
             if let Some(gap) = p.gap {
                 let frame =
