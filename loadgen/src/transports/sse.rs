@@ -11,7 +11,6 @@ use std::io;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
 use super::chunked;
@@ -214,14 +213,7 @@ impl SseClient {
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
-        if self.rx.capacity() - self.rx.len() < 4096 {
-            self.rx.reserve(16 * 1024);
-        }
-        let buf = std::mem::take(&mut self.rx);
-        let (len, cap) = (buf.len(), buf.capacity());
-        let (result, slice) = self.stream.read(buf.slice(len..cap)).await;
-        self.rx = slice.into_inner();
-        let n = result?;
+        let n = super::read_append(&self.stream, &mut self.rx, 16 * 1024).await?;
         self.last_read_ns = crate::time::now_ns();
         self.bytes_received += n as u64;
         Ok(n)

@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use tickcast_protocol::frame::{HeaderStatus, OpCode, Role, decode_header, write_client_frame};
 use tickcast_protocol::handshake::ClientHandshake;
-use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
 use crate::plan::Target;
@@ -251,14 +250,7 @@ impl WsClient {
             self.rx.drain(..self.start);
             self.start = 0;
         }
-        if self.rx.capacity() - self.rx.len() < self.min_read_bytes {
-            self.rx.reserve(self.min_read_bytes);
-        }
-        let buf = std::mem::take(&mut self.rx);
-        let (len, cap) = (buf.len(), buf.capacity());
-        let (result, slice) = self.stream.read(buf.slice(len..cap)).await;
-        self.rx = slice.into_inner();
-        let n = result?;
+        let n = super::read_append(&self.stream, &mut self.rx, self.min_read_bytes).await?;
         self.last_read_ns = crate::time::now_ns();
         self.bytes_received += n as u64;
         Ok(n)
