@@ -18,8 +18,24 @@ if cargo tree -p tickcast-protocol -e normal --prefix none --locked | grep -E '^
   exit 1
 fi
 
-step "cargo test --workspace"
-cargo test --workspace --locked
+step "cargo test --workspace (the load generator's end-to-end tests apart, below)"
+cargo test --workspace --locked --exclude tickcast-loadgen
+cargo test -p tickcast-loadgen --locked --lib --bins --test http_transports
+
+# The load generator's end-to-end tests, each in a process of its own: run together in one
+# process they crash now and then (SIGSEGV/SIGABRT, heap corruption, about one run in ten,
+# also before the io_uring receive path existed; suspected: tokio-uring runtimes torn down with
+# operations in flight, in-process). Separate processes keep CI meaningful meanwhile; the bug
+# itself is open (see docs/loadgen.md).
+step "load generator end-to-end tests, one process each"
+e2e_tests="$(cargo test -p tickcast-loadgen --locked --test e2e -- --list --format terse | sed -n 's/: test$//p')"
+if [ -z "$e2e_tests" ]; then
+  echo "no load generator end-to-end tests found" >&2
+  exit 1
+fi
+for t in $e2e_tests; do
+  cargo test -p tickcast-loadgen --locked --test e2e -- --exact "$t"
+done
 
 # RFC 6455 conformance: the Autobahn|Testsuite against /echo, every non-compression case, strict
 # (NON-STRICT counts as a failure). Runs when the suite is present beside the project
