@@ -2,14 +2,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Server, post};
-use futures_util::{SinkExt, StreamExt};
+use common::{Server, Ws, post};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -29,12 +25,7 @@ async fn connect(server: &Server, path: &str) -> Ws {
 /// The next JSON text message (pings are answered by tungstenite).
 async fn next(ws: &mut Ws) -> Value {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("timed out waiting for a message")
-            .expect("stream ended")
-            .expect("websocket error");
-        if let Message::Text(t) = msg {
+        if let Message::Text(t) = common::next_message(ws).await {
             return serde_json::from_str(&t).expect("JSON");
         }
     }

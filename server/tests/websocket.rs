@@ -13,27 +13,13 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn connect(server: &Server) -> Ws {
     let (ws, resp) = tokio_tungstenite::connect_async(server.ws_url("/echo")).await.expect("handshake");
     assert_eq!(resp.status(), 101);
     ws
 }
 
-/// The next data or close message (pings are answered by tungstenite itself).
-async fn next(ws: &mut Ws) -> Message {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("timed out waiting for a message")
-            .expect("stream ended")
-            .expect("websocket error");
-        if !matches!(msg, Message::Ping(_)) {
-            return msg;
-        }
-    }
-}
+use common::{Ws, next_message as next};
 
 /// A fresh client still gets served: run after every bad input.
 async fn assert_still_serving(server: &Server) {

@@ -6,6 +6,20 @@ use tickcast_protocol::handshake::ClientHandshake;
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
+/// The limits every test here runs with (small, so limits are easy to reach).
+fn env(stats: &WorkerStats) -> Env<'_> {
+    Env {
+        header_limits: HeaderLimits { max_bytes: 1024, max_headers: 16 },
+        echo_limits: Limits { max_frame: 1024, max_message: 2048 },
+        ws_limits: Limits { max_frame: 1024, max_message: 1024 },
+        max_body: 1024,
+        send_queue_limit: 4096,
+        stats,
+        metrics: &|| "metrics here\n".to_string(),
+        publish: None,
+    }
+}
+
 struct Harness {
     conn: Conn,
     stats: WorkerStats,
@@ -19,17 +33,7 @@ impl Harness {
     }
 
     fn feed(&mut self, data: &[u8]) {
-        let env = Env {
-            header_limits: HeaderLimits { max_bytes: 1024, max_headers: 16 },
-            echo_limits: Limits { max_frame: 1024, max_message: 2048 },
-            ws_limits: Limits { max_frame: 1024, max_message: 1024 },
-            max_body: 1024,
-            send_queue_limit: 4096,
-            stats: &self.stats,
-            metrics: &|| "metrics here\n".to_string(),
-            publish: None,
-        };
-        self.conn.on_data(data, &env);
+        self.conn.on_data(data, &env(&self.stats));
     }
 
     /// Everything queued for the peer, as the peer would read it; the queue is then emptied.
@@ -221,16 +225,8 @@ fn echo_replies_past_the_limit_pause_reading_instead_of_dropping() {
 fn slow_consumer_of_server_frames_is_closed_with_1013_and_queue_stays_bounded() {
     let mut h = Harness::new();
     h.upgrade();
-    let env = Env {
-        header_limits: HeaderLimits { max_bytes: 1024, max_headers: 16 },
-        echo_limits: Limits { max_frame: 1024, max_message: 2048 },
-        ws_limits: Limits { max_frame: 1024, max_message: 1024 },
-        max_body: 1024,
-        send_queue_limit: 4096,
-        stats: &h.stats,
-        metrics: &String::new,
-        publish: None,
-    };
+    let stats = WorkerStats::default();
+    let env = env(&stats);
     let frame = frame::server_frame(OpCode::Text, &[b'x'; 1000]);
     let mut accepted = 0;
     while h.conn.queue(frame.clone(), &env) {
@@ -238,7 +234,7 @@ fn slow_consumer_of_server_frames_is_closed_with_1013_and_queue_stays_bounded() 
         assert!(accepted < 100, "the queue never filled");
     }
     assert!(h.conn.sendq.pending_bytes() <= 4096 + 128);
-    assert_eq!(h.stats.slow_consumer_closes.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.slow_consumer_closes.load(Ordering::Relaxed), 1);
     assert_eq!(h.conn.phase, Phase::Draining);
     let msgs = h.messages();
     assert_eq!(msgs.last().and_then(close_code), Some(1013));

@@ -233,3 +233,21 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+/// A tokio-tungstenite client connection (the independent client of these tests).
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next message other than a ping (tungstenite answers pings itself), within 10 s.
+pub async fn next_message(ws: &mut Ws) -> tokio_tungstenite::tungstenite::Message {
+    use futures_util::StreamExt;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("timed out waiting for a message")
+            .expect("stream ended")
+            .expect("websocket error");
+        if !matches!(msg, tokio_tungstenite::tungstenite::Message::Ping(_)) {
+            return msg;
+        }
+    }
+}
