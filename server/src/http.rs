@@ -43,6 +43,10 @@ pub struct Context<'a> {
     pub publish: Option<&'a PublishGate<'a>>,
 }
 
+const DEMO_HTML: &[u8] = include_bytes!("../static/index.html");
+const DEMO_JS: &[u8] = include_bytes!("../static/app.js");
+const DEMO_CSS: &[u8] = include_bytes!("../static/app.css");
+
 /// Decodes the few escapes a channel list may carry (`%2C`, `%3A`, `%2A`, ...).
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
@@ -159,6 +163,10 @@ pub fn route(req: &Request, body: &[u8], ctx: &Context<'_>) -> Decision {
         "/echo" => Some(Endpoint::Echo),
         "/ws" => Some(Endpoint::Ws),
         "/healthz" => return resource(req, keep_alive, "text/plain; charset=utf-8", b"ok\n"),
+        // The live demo page: plain files compiled into the binary (no build step).
+        "/" | "/index.html" => return resource(req, keep_alive, "text/html; charset=utf-8", DEMO_HTML),
+        "/app.js" => return resource(req, keep_alive, "text/javascript; charset=utf-8", DEMO_JS),
+        "/app.css" => return resource(req, keep_alive, "text/css; charset=utf-8", DEMO_CSS),
         "/metrics" => {
             let text = (ctx.metrics)();
             return resource(req, keep_alive, "text/plain; version=0.0.4; charset=utf-8", text.as_bytes());
