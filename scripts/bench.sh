@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
-# scripts/bench.sh [quick|full] — builds in release mode, runs the benchmarks that exist so far
-# side by side with the peers, prints summary tables and writes results/<date>-<mode>/ (one
-# JSON per run, the summaries as markdown, the machine description).
+# scripts/bench.sh [quick|full|peers] — the README's main command. Builds in release mode,
+# starts tickcast pinned to one core, drives it from the load generator pinned to another,
+# prints the summary table and writes results/<date>-<mode>/ (JSON and percentile files per
+# run, summary.md, plots when the report tool is built).
 #
-#   quick (default)  echo round trips at 1 and 1,000 clients and idle memory at 10,000 and
-#                    50,000 connections (tickcast vs tokio-tungstenite), then the broadcast
-#                    comparison of scripts/compare.sh (tickcast, Bun, Node ws, tokio-tungstenite,
-#                    a bare write loop): about 5 minutes on a 2-core machine
-#   full             the same with longer runs and 100,000 idle connections
+#   quick (default)  WebSocket vs SSE vs long-polling vs polling (every 1 s and every 100 ms)
+#                    at 1,000 and 10,000 clients, 10 msg/s of 128 B: about 3 minutes
+#   full             the same at 1,000 / 10,000 / 50,000 clients and 1 / 10 / 100 msg/s, longer
+#                    runs, then echo round trips and idle memory, then `peers`: about 30 minutes
+#   peers            the broadcast workloads against the peers (Bun, Node ws, tokio-tungstenite,
+#                    a bare write loop) with ratios to tickcast (scripts/compare.sh)
 #
-# The server is pinned to one core and the load generator to another (taskset), and every
-# process this script starts is stopped by its PID when it ends, also on Ctrl-C.
+# The load generator publishes every message itself (HTTP keep-alive POST /publish) and stamps
+# it with its scheduled send time: latency = receive - schedule, so a stalled server shows as
+# latency, never as fewer samples. Every process this script starts is stopped by its PID when
+# it ends, also on Ctrl-C.
 # Environment: SERVER_CPU (default 0), LOADGEN_CPU (default 1), BENCH_OUT (output directory),
-# BENCH_BIN (use prebuilt binaries from this directory instead of building).
+# BENCH_BIN (prebuilt binaries instead of building), BENCH_SECS (seconds per run),
+# BENCH_CLIENTS (client counts, e.g. "100"), BENCH_TRANSPORTS (e.g. "ws,sse").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode="${1:-quick}"
 case "$mode" in
-  quick) echo_secs=8; hold=5s; big_idle=50000 ;;
-  full) echo_secs=30; hold=15s; big_idle=100000 ;;
-  -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-  *) echo "usage: scripts/bench.sh [quick|full]" >&2; exit 2 ;;
+  quick) secs=6; clients="1000 10000"; rates="10" ;;
+  full) secs=20; clients="1000 10000 50000"; rates="1 10 100" ;;
+  peers) ;;
+  -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+  *) echo "usage: scripts/bench.sh [quick|full|peers]" >&2; exit 2 ;;
 esac
+secs="${BENCH_SECS:-${secs:-6}}"
+clients="${BENCH_CLIENTS:-${clients:-}}"
+transports="${BENCH_TRANSPORTS:-ws,sse,longpoll,poll-1s,poll-100ms}"
 
 cpus=$(nproc)
 SERVER_CPU="${SERVER_CPU:-0}"
@@ -31,74 +40,102 @@ if [ "$SERVER_CPU" = "$LOADGEN_CPU" ]; then
   echo "bench.sh: warning: only one CPU: server and load generator share it; figures will say so" >&2
 fi
 
-stamp="$(date +%Y-%m-%d)"
-out="${BENCH_OUT:-results/$stamp-$mode}"
+out="${BENCH_OUT:-results/$(date +%Y-%m-%d)-$mode}"
 mkdir -p "$out"
 # shellcheck source=scripts/lib/run.sh
 source scripts/lib/run.sh
 check_prereqs cargo taskset python3
 
 if [ -n "${BENCH_BIN:-}" ]; then
-  BIN="$BENCH_BIN" # prebuilt binaries (tickcast, tickcast-loadgen, peer-tokio-tungstenite)
+  BIN="$BENCH_BIN"
 else
   echo "==> building (release)"
-  cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p peer-tokio-tungstenite -p peer-bare
+  cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p peer-tokio-tungstenite \
+    -p peer-bare -p tickcast-report 2>/dev/null ||
+    cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p peer-tokio-tungstenite -p peer-bare
   BIN="$PWD/target/release"
 fi
 
+if [ "$mode" = peers ]; then
+  peers="tickcast,bun,node-ws,tokio-tungstenite,bare"
+  command -v npm >/dev/null 2>&1 || {
+    echo "bench.sh: node/npm not found: the Bun and Node ws peers are left out" >&2
+    peers="tickcast,tokio-tungstenite,bare"
+  }
+  BENCH_BIN="$BIN" BENCH_OUT="$out" SERVER_CPU="$SERVER_CPU" LOADGEN_CPU="$LOADGEN_CPU" \
+    scripts/compare.sh quick --servers "$peers"
+  exit 0
+fi
 
-servers=(tickcast peer)
-server_cmd() {
-  case "$1" in
-    tickcast) echo "$BIN/tickcast --listen 127.0.0.1:@PORT@ --threads ${2:-1} --no-feed --log warn" ;;
-    peer) echo "$BIN/peer-tokio-tungstenite --listen 127.0.0.1:@PORT@ --threads 1" ;;
-  esac
-}
-
-echo "==> echo round trips (128 B), ${echo_secs}s per run"
-for clients in 1 1000; do
-  for s in "${servers[@]}"; do
-    # shellcheck disable=SC2046
-    start_server "echo-$s-$clients" $(server_cmd "$s")
-    echo "    $s, $clients client(s)"
-    loadgen echo --url "http://127.0.0.1:$PORT" --clients "$clients" --connect-rate 5000 \
-      --duration "${echo_secs}s" --size 128 --server-pid "$SERVER_PID" \
-      --json "$out/echo-$s-$clients.json" >"$out/echo-$s-$clients.txt" 2>&1
-    stop_server
+# Server RSS while a run holds its clients: the peak of samples taken every 200 ms.
+rss_sampler() { # pid file
+  local pid="$1" file="$2" peak=0 rss
+  while kill -0 "$pid" 2>/dev/null; do
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    [ "${rss:-0}" -gt "$peak" ] && peak=$rss && echo "$peak" >"$file"
+    sleep 0.2
   done
-done
-
-echo "==> idle connections: server RSS growth per connection (hold $hold)"
-idle_run() { # name server-threads clients warm(0|1)
-  local name="$1" threads="$2" clients="$3" warm="$4" kind="${1%%-*}"
-  # shellcheck disable=SC2046
-  start_server "$name" $(server_cmd "$kind" "$threads")
-  if [ "$warm" = 1 ]; then
-    # Cycle the receive buffer ring once (a fixed per-worker cost), so the figure is the growth
-    # per connection of a server that has been serving, not its first page faults.
-    loadgen echo --url "http://127.0.0.1:$PORT" --clients 8 --duration 1s --size 64 >/dev/null 2>&1
-  fi
-  echo "    $name: $clients connections"
-  loadgen idle --url "http://127.0.0.1:$PORT" --clients "$clients" --connect-rate 10000 \
-    --source-ips 127.0.0.1-127.0.0.40 --hold "$hold" --server-pid "$SERVER_PID" \
-    --json "$out/idle-$name.json" >"$out/idle-$name.txt" 2>&1
-  stop_server
 }
-idle_run tickcast-cold 1 10000 0
-idle_run tickcast-10k 1 10000 1
-idle_run tickcast-big 3 "$big_idle" 1
-idle_run peer-10k 1 10000 1
+
+# A fresh server per run (pinned to one core); enough workers for the descriptor tables:
+# each ring holds at most RLIMIT_NOFILE (20,000 here) connections.
+transport_run() { # transport-label clients rate
+  local label="$1" n="$2" rate="$3" transport interval="1s"
+  case "$label" in
+    poll-*) transport=poll; interval="${label#poll-}" ;;
+    *) transport="$label" ;;
+  esac
+  local threads=$(( n / 18000 + 1 ))
+  local name="transport-$label-$n-$rate"
+  start_server "$name" "$BIN/tickcast" --listen 127.0.0.1:@PORT@ --threads "$threads" --no-feed --log warn
+  local before
+  before=$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status")
+  echo "$before" >"$out/$name.rss-before"
+  rss_sampler "$SERVER_PID" "$out/$name.rss-peak" &
+  local sampler=$!
+  pids+=("$sampler")
+  echo "    $label: $n clients, $rate msg/s"
+  local extra=()
+  [ "$n" -gt 5000 ] && extra+=(--source-ips 127.0.0.1-127.0.0.40)
+  loadgen rate --url "http://127.0.0.1:$PORT" --clients "$n" --rate "$rate" --size 128 \
+    --duration "${secs}s" --transport "$transport" --poll-interval "$interval" --connect-rate 20000 \
+    "${extra[@]}" --server-pid "$SERVER_PID" --json "$out/$name.json" \
+    --percentiles "$out/$name.percentiles" >"$out/$name.txt" 2>&1 || echo "      (run failed: see $out/$name.txt)"
+  stop_server
+  kill "$sampler" 2>/dev/null || true
+  wait "$sampler" 2>/dev/null || true
+}
 
 describe_machine >"$out/machine.txt"
-
+IFS=, read -r -a labels <<<"$transports"
+echo "==> WebSocket vs SSE vs long-polling vs polling ($mode, ${secs}s per run)"
+for rate in $rates; do
+  for n in $clients; do
+    for label in "${labels[@]}"; do
+      transport_run "$label" "$n" "$rate"
+    done
+  done
+done
 python3 scripts/summarize.py "$out" | tee "$out/summary.md"
+python3 scripts/lib/plots.py "$out" "$BIN" || echo "(plots skipped: see above)"
 
-# The broadcast comparison (its own summary, in $out/compare/). Node peers need node and npm.
-peers="tickcast,bun,node-ws,tokio-tungstenite,bare"
-if ! command -v npm >/dev/null 2>&1; then
-  echo "bench.sh: node/npm not found: the Bun and Node ws peers are left out" >&2
-  peers="tickcast,tokio-tungstenite,bare"
+if [ "$mode" = full ]; then
+  echo "==> echo round trips and idle memory"
+  for n in 1 1000; do
+    start_server "echo-tickcast-$n" "$BIN/tickcast" --listen 127.0.0.1:@PORT@ --threads 1 --no-feed --log warn
+    loadgen echo --url "http://127.0.0.1:$PORT" --clients "$n" --connect-rate 5000 --duration "${secs}s" \
+      --size 128 --server-pid "$SERVER_PID" --json "$out/echo-tickcast-$n.json" >"$out/echo-tickcast-$n.txt" 2>&1
+    stop_server
+  done
+  for n in 10000 100000; do
+    threads=$(( n / 18000 + 1 ))
+    start_server "idle-tickcast-$n" "$BIN/tickcast" --listen 127.0.0.1:@PORT@ --threads "$threads" --no-feed --log warn
+    loadgen idle --url "http://127.0.0.1:$PORT" --clients "$n" --connect-rate 10000 \
+      --source-ips 127.0.0.1-127.0.0.40 --hold 15s --server-pid "$SERVER_PID" \
+      --json "$out/idle-tickcast-$n.json" >"$out/idle-tickcast-$n.txt" 2>&1
+    stop_server
+  done
+  python3 scripts/summarize.py "$out" >"$out/summary.md"
+  BENCH_OUT="$out/peers" BENCH_BIN="$BIN" scripts/bench.sh peers
 fi
-BENCH_BIN="$BIN" BENCH_OUT="$out/compare" SERVER_CPU="$SERVER_CPU" LOADGEN_CPU="$LOADGEN_CPU" \
-  scripts/compare.sh "$mode" --servers "$peers"
-echo "==> wrote $out/"
+echo "==> wrote $out/ (reproduce: scripts/bench.sh $mode)"

@@ -119,6 +119,88 @@ def broadcast_table(out, scenario, title):
     return "\n".join(lines) + "\n"
 
 
+def wire_bytes(txt_path):
+    m = re.search(r"bytes on the wire per delivered message \([^)]*\): ([\d.]+) received, ([\d.]+) sent",
+                  Path(txt_path).read_text())
+    return (float(m.group(1)), float(m.group(2))) if m else (None, None)
+
+
+def http_requests_per_s(txt_path):
+    m = re.search(r"HTTP requests \d+ \(([\d.]+)/s", Path(txt_path).read_text())
+    return float(m.group(1)) if m else None
+
+
+TRANSPORT_ORDER = {"ws": 0, "sse": 1, "longpoll": 2, "poll-1s": 3, "poll-100ms": 4}
+
+
+def transport_rows(out):
+    """One dict per transport-<label>-<clients>-<rate> run (also used by plots.py)."""
+    rows = []
+    for path in sorted(out.glob("transport-*.json")):
+        label, clients, rate = path.stem[len("transport-"):].rsplit("-", 2)
+        data = json.loads(path.read_text())
+        txt = path.with_suffix(".txt")
+        p = percentiles(txt, "latency") or {}
+        got, expected = delivered(txt)
+        run = data.get("run_seconds") or 0
+        received = data["totals"]["counters"]["messages_received"]
+        cpu = (data.get("server") or {}).get("cpu_seconds")
+        rx, tx = wire_bytes(txt)
+        before = out / f"{path.stem}.rss-before"
+        peak = out / f"{path.stem}.rss-peak"
+        rss = None
+        if before.exists() and peak.exists():
+            rss = (int(peak.read_text()) - int(before.read_text())) * 1024 / int(clients)
+        lg = data.get("loadgen_run_cpu_seconds") or 0
+        rows.append({
+            "transport": label, "clients": int(clients), "rate": float(rate),
+            "p50": p.get("p50", "-"), "p99": p.get("p99", "-"), "p99.9": p.get("p99.9", "-"),
+            "delivered": got, "expected": expected,
+            "deliveries_per_s": received / run if run else None,
+            "wire_bytes": (rx or 0) + (tx or 0) if rx is not None else None,
+            "cpu_per_m": cpu / received * 1e6 if cpu and received else None,
+            "rss_per_client": rss,
+            "requests_per_s": http_requests_per_s(txt),
+            "loadgen_cpu": lg / run * 100 if run else None,
+            "warnings": warnings(data),
+        })
+    rows.sort(key=lambda r: (r["rate"], r["clients"], TRANSPORT_ORDER.get(r["transport"], 9)))
+    return rows
+
+
+def fmt(v, spec, unit=""):
+    return "-" if v is None else f"{v:{spec}}{unit}"
+
+
+def transport_table(out):
+    rows = transport_rows(out)
+    if not rows:
+        return ""
+    lines = ["### WebSocket vs SSE vs long-polling vs polling (128-byte messages, one channel)",
+             "",
+             "| transport | clients | msg/s | p50 | p99 | p99.9 | delivered | deliveries/s | wire bytes / msg | HTTP requests/s | server CPU-s per 1M | server RSS / client | load generator CPU |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    notes = []
+    for r in rows:
+        ratio = (f"{r['delivered'] / r['expected'] * 100:.1f} %"
+                 if r["delivered"] is not None and r["expected"] else "-")
+        lines.append("| " + " | ".join([
+            r["transport"], f"{r['clients']:,}", f"{r['rate']:g}", r["p50"], r["p99"], r["p99.9"], ratio,
+            fmt(r["deliveries_per_s"], ",.0f"), fmt(r["wire_bytes"], ".0f"), fmt(r["requests_per_s"], ",.0f"),
+            fmt(r["cpu_per_m"], ".2f"), fmt(r["rss_per_client"], ",.0f", " B"), fmt(r["loadgen_cpu"], ".0f", " %"),
+        ]) + " |")
+        if r["warnings"]:
+            notes.append(f"- {r['transport']} x {r['clients']:,} at {r['rate']:g} msg/s: {r['warnings']}")
+    text = "\n".join(lines) + "\n"
+    text += ("\nLatency is measured from each message's scheduled publish time to its arrival, so"
+             " polling's wait for the next poll is included. Wire bytes count both directions"
+             " (requests and HTTP/WebSocket framing included). RSS per client: the server's peak"
+             " RSS during the run minus its RSS before, per client.\n")
+    if notes:
+        text += "\nWarnings from the load generator:\n\n" + "\n".join(notes) + "\n"
+    return text
+
+
 def main():
     out = Path(sys.argv[1])
     machine = (out / "machine.txt").read_text() if (out / "machine.txt").exists() else ""
@@ -127,6 +209,7 @@ def main():
         print(f"- {line}")
     print()
     tables = (
+        transport_table(out),
         broadcast_table(out, "fanout-1k", "1,000 subscribers x 50 msg/s (128 B)"),
         broadcast_table(out, "saturate-1k", "1,000 subscribers, saturated (window of 8 messages)"),
         broadcast_table(out, "fanout-10k", "10,000 subscribers x 10 msg/s (128 B)"),

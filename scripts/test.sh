@@ -50,6 +50,20 @@ for t in $e2e_tests; do
   rm -f "$log"
 done
 
+# The benchmark scripts at tiny scale: every transport end to end through bench.sh, its
+# summary and (when built) its plots. Seconds, not minutes.
+step "benchmark scripts, smoke run (20 clients, 1 s per transport)"
+cargo build --release --locked -p tickcast-server -p tickcast-loadgen
+smoke_out="target/bench-smoke"
+rm -rf "$smoke_out"
+BENCH_SECS=1 BENCH_CLIENTS=20 BENCH_OUT="$smoke_out" BENCH_BIN="$PWD/target/release" scripts/bench.sh quick
+for t in ws sse longpoll poll-1s poll-100ms; do
+  grep -q "^| $t | 20 | 10 |.*| 100.0 % |" "$smoke_out/summary.md" || {
+    echo "bench.sh smoke run: $t did not deliver every message (see $smoke_out/)" >&2
+    exit 1
+  }
+done
+
 # RFC 6455 conformance: the Autobahn|Testsuite against /echo, every non-compression case, strict
 # (NON-STRICT counts as a failure). Runs when the suite is present beside the project
 # (../shared/autobahn); AUTOBAHN=0 skips it.
