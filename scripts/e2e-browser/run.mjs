@@ -11,7 +11,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 
 const ALL_CASES = ['ws', 'sse', 'longpoll', 'poll', 'fallback'];
-const READY_MS = 20000; // first messages, rows and headlines on screen
+const READY_MS = 15000; // first messages, rows and headlines on screen
 const GROW_MS = 6000; // the count must keep growing (poll answers once a second)
 const MIN_ROWS = 8; // board rows with a price (16 symbols at ~4 updates/s each: all fill fast)
 
