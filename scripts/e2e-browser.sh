@@ -56,12 +56,20 @@ rm -f "$out"/*.png
 log="$out/server.log"
 server_pid=""
 driver_pid=""
+# stop PID: SIGTERM, up to 5 s to exit (the driver closes Chromium, the server its clients),
+# then SIGKILL.
+stop() {
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 50); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
 cleanup() {
-  [ -n "$driver_pid" ] && kill "$driver_pid" 2>/dev/null || true
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  if [ -n "$driver_pid" ]; then stop "$driver_pid"; fi
+  if [ -n "$server_pid" ]; then stop "$server_pid"; fi
 }
 trap cleanup EXIT
 trap 'echo "e2e-browser: interrupted" >&2; exit 130' INT TERM

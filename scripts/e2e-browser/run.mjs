@@ -131,7 +131,9 @@ async function main() {
         console.log(`PASS ${name} (${((Date.now() - started) / 1000).toFixed(1)}s): ${detail}`);
       } catch (err) {
         failed++;
-        console.log(`FAIL ${name} (${((Date.now() - started) / 1000).toFixed(1)}s): ${err.message}`);
+        // First line only: Playwright appends its whole call log to some errors.
+        const why = String(err && err.message).split('\n')[0];
+        console.log(`FAIL ${name} (${((Date.now() - started) / 1000).toFixed(1)}s): ${why}`);
       }
     }
   } finally {
