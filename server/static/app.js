@@ -174,25 +174,41 @@
       ui.board.append(tr);
     }
 
+    // Messages only record the latest quote; the DOM is written once per frame, so a burst (a
+    // poll answer, a replay, a fast feed) costs one repaint per row, and a hidden tab none.
+    const dirty = new Set();
+    let frame = 0;
+
     function update(d, now) {
       const row = rows.get(d.symbol);
       if (!row || typeof d.price !== 'number' || !Number.isFinite(d.price)) return;
-      const change = typeof d.change === 'number' ? d.change : 0;
-      const prev = d.price - change;
-      row.price.textContent = d.price.toFixed(2);
-      row.chg.textContent = `${change > 0 ? '+' : ''}${change.toFixed(2)}`;
-      row.pct.textContent = prev > 0 ? `${change > 0 ? '+' : ''}${((change / prev) * 100).toFixed(2)}%` : '–';
-      row.tr.classList.toggle('up', change > 0);
-      row.tr.classList.toggle('down', change < 0);
+      row.quote = { price: d.price, change: typeof d.change === 'number' ? d.change : 0 };
       row.at = now;
-      if (change !== 0 && row.price.animate) {
-        const color = change > 0 ? 'rgba(34,197,94,.35)' : 'rgba(239,68,68,.35)';
-        row.price.animate([{ backgroundColor: color }, { backgroundColor: 'transparent' }],
-          { duration: 700, easing: 'ease-out' });
-      }
       row.hist.push(d.price);
       if (row.hist.length > SPARK_POINTS) row.hist.shift();
-      drawSpark(row);
+      dirty.add(row);
+      if (!frame) frame = requestAnimationFrame(flush);
+    }
+
+    function flush() {
+      frame = 0;
+      for (const row of dirty) {
+        const { price, change } = row.quote;
+        const prev = price - change;
+        const sign = change > 0 ? '+' : '';
+        row.price.textContent = price.toFixed(2);
+        row.chg.textContent = `${sign}${change.toFixed(2)}`;
+        row.pct.textContent = prev > 0 ? `${sign}${((change / prev) * 100).toFixed(2)}%` : '–';
+        row.tr.classList.toggle('up', change > 0);
+        row.tr.classList.toggle('down', change < 0);
+        if (change !== 0 && row.price.animate) {
+          const color = change > 0 ? 'rgba(34,197,94,.35)' : 'rgba(239,68,68,.35)';
+          row.price.animate([{ backgroundColor: color }, { backgroundColor: 'transparent' }],
+            { duration: 700, easing: 'ease-out' });
+        }
+        drawSpark(row);
+      }
+      dirty.clear();
     }
 
     function drawSpark(row) {
