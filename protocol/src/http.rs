@@ -131,7 +131,9 @@ pub fn parse_request(buf: &[u8], limits: &HeaderLimits) -> Result<Option<Request
     };
     let mut req = httparse::Request::new(slots);
     match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) if len > limits.max_bytes => Err(HttpError::HeadersTooLarge),
+        Ok(httparse::Status::Complete(len)) if len > limits.max_bytes => {
+            Err(too_large(buf, limits.max_bytes))
+        }
         Ok(httparse::Status::Complete(len)) => Ok(Some(Request {
             method: req.method.unwrap_or_default().to_owned(),
             target: req.path.unwrap_or_default().to_owned(),
@@ -139,7 +141,9 @@ pub fn parse_request(buf: &[u8], limits: &HeaderLimits) -> Result<Option<Request
             headers: req.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect(),
             header_len: len,
         })),
-        Ok(httparse::Status::Partial) if buf.len() > limits.max_bytes => Err(too_large(buf)),
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_bytes => {
+            Err(too_large(buf, limits.max_bytes))
+        }
         Ok(httparse::Status::Partial) => Ok(None),
         Err(httparse::Error::TooManyHeaders) => Err(HttpError::HeadersTooLarge),
         Err(e) => Err(HttpError::BadRequest(parse_error(e))),
@@ -147,8 +151,11 @@ pub fn parse_request(buf: &[u8], limits: &HeaderLimits) -> Result<Option<Request
 }
 
 /// 414 when not even the request line fits, 431 otherwise.
-fn too_large(buf: &[u8]) -> HttpError {
-    if buf.contains(&b'\n') { HttpError::HeadersTooLarge } else { HttpError::UriTooLong }
+fn too_large(buf: &[u8], max_bytes: usize) -> HttpError {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(end) if end < max_bytes => HttpError::HeadersTooLarge,
+        _ => HttpError::UriTooLong,
+    }
 }
 
 fn parse_error(e: httparse::Error) -> &'static str {
@@ -329,6 +336,9 @@ mod tests {
         let l = HeaderLimits { max_bytes: 64, max_headers: 2 };
         let long_line = [b"GET /".as_slice(), &[b'a'; 100]].concat();
         assert_eq!(parse_request(&long_line, &l).unwrap_err(), HttpError::UriTooLong);
+        // Also when the rest of the request arrived with it.
+        let whole = [b"GET /".as_slice(), &[b'a'; 100], b" HTTP/1.1\r\nHost: x\r\n\r\n"].concat();
+        assert_eq!(parse_request(&whole, &l).unwrap_err(), HttpError::UriTooLong);
         let long_head = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 100]].concat();
         assert_eq!(parse_request(&long_head, &l).unwrap_err(), HttpError::HeadersTooLarge);
         let many = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
