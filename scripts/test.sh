@@ -64,6 +64,14 @@ for t in ws sse longpoll poll-1s poll-100ms; do
   }
 done
 
+# The demo page in a real browser (Debian's headless Chromium, installed when missing) on
+# every transport and the automatic fallback; screenshots in target/e2e-browser/.
+# E2E_BROWSER=0 skips it.
+if [ "${E2E_BROWSER:-1}" != 0 ]; then
+  step "demo page in headless Chromium (ws, sse, longpoll, poll, fallback)"
+  scripts/e2e-browser.sh
+fi
+
 # RFC 6455 conformance: the Autobahn|Testsuite against /echo, every non-compression case, strict
 # (NON-STRICT counts as a failure). Runs when the suite is present beside the project
 # (../shared/autobahn); AUTOBAHN=0 skips it.
