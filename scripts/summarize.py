@@ -92,20 +92,29 @@ def sustained(txt_path):
     return m.group(1) if m else "-"
 
 
+def run_figures(path):
+    """What every broadcast run reports: its JSON, text report, latency percentiles, delivered
+    and expected counts, measured seconds, messages received, server and load generator CPU."""
+    data = json.loads(path.read_text())
+    txt = path.with_suffix(".txt")
+    got, expected = delivered(txt)
+    return {"data": data, "txt": txt, "p": percentiles(txt, "latency") or {}, "got": got,
+            "expected": expected, "run": data.get("run_seconds") or 0,
+            "received": data["totals"]["counters"]["messages_received"],
+            "cpu": (data.get("server") or {}).get("cpu_seconds"),
+            "lg": data.get("loadgen_run_cpu_seconds") or 0}
+
+
 def broadcast_table(out, scenario, title):
     rows = []
     for path in sorted(out.glob(f"{scenario}-*.json")):
         server = path.stem[len(scenario) + 1:]
-        data = json.loads(path.read_text())
-        txt = path.with_suffix(".txt")
-        p = percentiles(txt, "latency") or {}
-        got, expected = delivered(txt)
-        run = data.get("run_seconds") or 0
-        received = data["totals"]["counters"]["messages_received"]
-        cpu = (data.get("server") or {}).get("cpu_seconds")
+        f = run_figures(path)
+        p, got, expected, run, received, cpu, txt = (f["p"], f["got"], f["expected"], f["run"],
+                                                     f["received"], f["cpu"], f["txt"])
         cpu_per_m = f"{cpu / received * 1e6:.2f}" if cpu and received else "-"
         ratio = f"{got / expected * 100:.1f} %" if got is not None and expected else "-"
-        lg = data.get("loadgen_run_cpu_seconds") or 0
+        lg = f["lg"]
         rows.append((server, p.get("p50", "-"), p.get("p99", "-"), p.get("p99.9", "-"), ratio,
                      f"{received / run:,.0f}" if run else "-", sustained(txt), cpu_per_m,
                      f"{lg / run * 100:.0f} %" if run else "-"))
@@ -138,20 +147,16 @@ def transport_rows(out):
     rows = []
     for path in sorted(out.glob("transport-*.json")):
         label, clients, rate = path.stem[len("transport-"):].rsplit("-", 2)
-        data = json.loads(path.read_text())
-        txt = path.with_suffix(".txt")
-        p = percentiles(txt, "latency") or {}
-        got, expected = delivered(txt)
-        run = data.get("run_seconds") or 0
-        received = data["totals"]["counters"]["messages_received"]
-        cpu = (data.get("server") or {}).get("cpu_seconds")
+        f = run_figures(path)
+        p, got, expected, run, received, cpu, txt = (f["p"], f["got"], f["expected"], f["run"],
+                                                     f["received"], f["cpu"], f["txt"])
         rx, tx = wire_bytes(txt)
         before = out / f"{path.stem}.rss-before"
         peak = out / f"{path.stem}.rss-peak"
         rss = None
         if before.exists() and peak.exists():
             rss = (int(peak.read_text()) - int(before.read_text())) * 1024 / int(clients)
-        lg = data.get("loadgen_run_cpu_seconds") or 0
+        lg = f["lg"]
         rows.append({
             "transport": label, "clients": int(clients), "rate": float(rate),
             "p50": p.get("p50", "-"), "p99": p.get("p99", "-"), "p99.9": p.get("p99.9", "-"),
@@ -162,7 +167,7 @@ def transport_rows(out):
             "rss_per_client": rss,
             "requests_per_s": http_requests_per_s(txt),
             "loadgen_cpu": lg / run * 100 if run else None,
-            "warnings": warnings(data),
+            "warnings": warnings(f["data"]),
         })
     rows.sort(key=lambda r: (r["rate"], r["clients"], TRANSPORT_ORDER.get(r["transport"], 9)))
     return rows
