@@ -122,7 +122,13 @@ def step_figures(step, prefix, loadgen, slo_p95_ms, source):
     subprocess.run([loadgen, "merge", f"{base}.result.json", "--percentiles", pct],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     warnings = step["result"].get("warnings") or []
+    res = step["result"]
+    run = res.get("run_seconds") or 0
+    server_cpu = (res.get("server") or {}).get("cpu_seconds")
     fig = {
+        "server_cpu_pct": server_cpu / run * 100 if server_cpu is not None and run else None,
+        "loadgen_cpu_pct": (res.get("loadgen_run_cpu_seconds") or 0) / run * 100 if run else None,
+        "cut_off": res["totals"]["counters"].get("disconnected", 0),
         "clients": clients, "rate": step["rate"], "source": source,
         "ok": step["ok"], "reason": step.get("reason"),
         "delivered_ratio": step["delivered_ratio"],
@@ -271,20 +277,24 @@ def ratio_bound(tc, peer):
     """tickcast / peer for capacity bounds, as text."""
     if tc.kind == "?" or peer.kind == "?" or not tc.value or not peer.value:
         return "-"
-    r = tc.value / peer.value
+    r = fmt_ratio(tc.value / peer.value)
     if tc.kind == "=" and peer.kind == "=":
-        return f"{r:.1f}×"
+        return r
     if tc.kind in ("=", ">=") and peer.kind == "<":
-        return f"> {r:.1f}×"
+        return f"> {r}"
     if tc.kind == ">=" and peer.kind == "=":
-        return f"≥ {r:.1f}×"
+        return f"≥ {r}"
     if tc.kind == "=" and peer.kind == ">=":
-        return f"≤ {r:.1f}×"
+        return f"≤ {r}"
     return "n/a (both reached the end of the range)" if tc.kind == peer.kind == ">=" else "?"
 
 
+def fmt_ratio(r):
+    return f"{r:.1f}×" if r >= 0.95 else f"{r:.2g}×"
+
+
 def ratio(a, b):
-    return f"{a / b:.1f}×" if a and b else "-"
+    return fmt_ratio(a / b) if a and b else "-"
 
 
 def report(raw, md_path, json_path, peers, svg, tool):
@@ -354,6 +364,15 @@ def report(raw, md_path, json_path, peers, svg, tool):
     w("**Read ratios between stacks of the same run, not absolute values: the machine is shared.**")
     w("The column *other load* says how busy each core was with work that was neither the stack")
     w("nor the load generator (from `/proc/stat` over each run), the measure of that noise.")
+    others = [(f.get("other_on_server_core_pct"), f.get("other_on_loadgen_core_pct"))
+              for by_peer in scenarios.values() for runs in by_peer.values() for _, f in runs]
+    srv = [a for a, _ in others if a is not None]
+    lgc = [b for _, b in others if b is not None]
+    if srv and lgc:
+        w(f"In this run, over {len(srv)} fixed-rate and saturated runs: other work took a median of"
+          f" {statistics.median(srv):.0f} % (at most {max(srv):.0f} %) of the stacks' core and"
+          f" {statistics.median(lgc):.0f} % (at most {max(lgc):.0f} %) of the load generator's.")
+        w("The capacity steps are single runs and have no such figure: one noisy step can end a ramp early.")
     w("")
     w("## Fixed rate: 1,000 subscribers × 50 msg/s (50,000 deliveries/s), 128 B")
     w("")
@@ -446,8 +465,10 @@ def report(raw, md_path, json_path, peers, svg, tool):
     w("")
     w("<details><summary>every step</summary>")
     w("")
-    w("| stack | clients | delivered | deliveries/s | p50 | p95 | p99 | max | verdict |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    w("Stack and load generator CPU: % of one core over the step's measured phase.")
+    w("")
+    w("| stack | clients | delivered | deliveries/s | p50 | p95 | p99 | max | stack CPU | load generator CPU | verdict |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for p in driven:
         for s in result["peers"][p]["capacity"]["steps"]:
             verdict = "ok" if s["ok"] else (s["reason"] or "")
@@ -457,8 +478,11 @@ def report(raw, md_path, json_path, peers, svg, tool):
                 verdict += "; p95 ok"
             if s["busy"]:
                 verdict += " (load generator busy)"
+            if s.get("cut_off"):
+                verdict += f"; {s['cut_off']} connection(s) cut off"
             w(f"| {p} | {s['clients']:,} | {s['delivered_ratio'] * 100:.2f} % | {s['deliveries_per_second']:,.0f} | "
-              f"{fmt_ms(s['p50_ms'])} | {fmt_ms(s['p95_ms'])} | {fmt_ms(s['p99_ms'])} | {fmt_ms(s['max_ms'])} | {verdict} |")
+              f"{fmt_ms(s['p50_ms'])} | {fmt_ms(s['p95_ms'])} | {fmt_ms(s['p99_ms'])} | {fmt_ms(s['max_ms'])} | "
+              f"{fmt_num(s.get('server_cpu_pct'), '.0f', ' %')} | {fmt_num(s.get('loadgen_cpu_pct'), '.0f', ' %')} | {verdict} |")
     w("")
     w("</details>")
     w("")
@@ -502,6 +526,15 @@ def report(raw, md_path, json_path, peers, svg, tool):
             w(f"- **{p}** ({e['version']}): {e['status']}.")
     w("- Peer details, install paths and what the load generator must speak for Socket.IO and")
     w("  Action Cable: `benches/peers/README.md`.")
+    w("")
+
+    w("## What the load generator does not do yet")
+    w("")
+    w("- `ramp` judges p99 only (`--slo-p99`): no p95 (or any other percentile) SLO; the p95 column is")
+    w("  computed here from the steps' histograms, with one-step ramps past the p99 break.")
+    w("- Ramp steps reconnect every client (a step's connections are not kept for the next one).")
+    w("- Socket.IO (Engine.IO v4) and Action Cable subscribers: the frames they need are in")
+    w("  `benches/peers/README.md`, \"Protocols the load generator must speak\".")
     w("")
 
     notes = []
