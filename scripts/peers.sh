@@ -40,7 +40,7 @@ ratchet/rfc6455 nor react/socket or react/event-loop (only php-react-promise)"
 die() { echo "peers.sh: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 

@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     quick|full|smoke) mode="$1" ;;
     --peers) peers_arg="${2:?--peers needs a list}"; shift ;;
     --peers=*) peers_arg="${1#--peers=}" ;;
-    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: scripts/shootout.sh [quick|full|smoke] [--peers a,b,...]" >&2; exit 2 ;;
   esac
   shift
