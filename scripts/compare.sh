@@ -45,7 +45,7 @@ for s in "${names[@]}"; do
   case "$s" in
     node-ws|bun)
       command -v npm >/dev/null || { echo "compare.sh: $s needs node and npm" >&2; exit 1; }
-      [ -d "benches/peers/$s/node_modules" ] || CARGO_TARGET_DIR="$(dirname "$BIN")" scripts/peers.sh install ;;
+      [ -d "benches/peers/$s/node_modules" ] || CARGO_TARGET_DIR="$(dirname "$BIN")" scripts/peers.sh install "$s" ;;
   esac
 done
 
