@@ -64,6 +64,13 @@ for t in ws sse longpoll poll-1s poll-100ms; do
   }
 done
 
+# The light shootout peers (Node ws, Socket.IO): each starts and every message reaches a few
+# clients (installed from npm when missing). SHOOTOUT_SMOKE=0 skips it.
+if [ "${SHOOTOUT_SMOKE:-1}" != 0 ]; then
+  step "shootout smoke: Node ws and Socket.IO peers"
+  scripts/shootout.sh smoke
+fi
+
 # The demo page in a real browser (Debian's headless Chromium, installed when missing) on
 # every transport and the automatic fallback; screenshots in target/e2e-browser/.
 # E2E_BROWSER=0 skips it.
