@@ -86,6 +86,8 @@ pub enum HttpError {
     HeadersTooLarge,
     /// The request line alone exceeds `max_bytes` (414).
     UriTooLong,
+    /// A request body larger than allowed (413).
+    BodyTooLarge,
 }
 
 impl HttpError {
@@ -95,6 +97,7 @@ impl HttpError {
             Self::BadRequest(_) => 400,
             Self::HeadersTooLarge => 431,
             Self::UriTooLong => 414,
+            Self::BodyTooLarge => 413,
         }
     }
 }
@@ -105,6 +108,7 @@ impl std::fmt::Display for HttpError {
             Self::BadRequest(why) => write!(f, "bad request: {why}"),
             Self::HeadersTooLarge => f.write_str("request header fields too large"),
             Self::UriTooLong => f.write_str("URI too long"),
+            Self::BodyTooLarge => f.write_str("request body too large"),
         }
     }
 }
@@ -127,7 +131,9 @@ pub fn parse_request(buf: &[u8], limits: &HeaderLimits) -> Result<Option<Request
     };
     let mut req = httparse::Request::new(slots);
     match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) if len > limits.max_bytes => Err(HttpError::HeadersTooLarge),
+        Ok(httparse::Status::Complete(len)) if len > limits.max_bytes => {
+            Err(too_large(buf, limits.max_bytes))
+        }
         Ok(httparse::Status::Complete(len)) => Ok(Some(Request {
             method: req.method.unwrap_or_default().to_owned(),
             target: req.path.unwrap_or_default().to_owned(),
@@ -135,7 +141,9 @@ pub fn parse_request(buf: &[u8], limits: &HeaderLimits) -> Result<Option<Request
             headers: req.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect(),
             header_len: len,
         })),
-        Ok(httparse::Status::Partial) if buf.len() > limits.max_bytes => Err(too_large(buf)),
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_bytes => {
+            Err(too_large(buf, limits.max_bytes))
+        }
         Ok(httparse::Status::Partial) => Ok(None),
         Err(httparse::Error::TooManyHeaders) => Err(HttpError::HeadersTooLarge),
         Err(e) => Err(HttpError::BadRequest(parse_error(e))),
@@ -143,8 +151,11 @@ pub fn parse_request(buf: &[u8], limits: &HeaderLimits) -> Result<Option<Request
 }
 
 /// 414 when not even the request line fits, 431 otherwise.
-fn too_large(buf: &[u8]) -> HttpError {
-    if buf.contains(&b'\n') { HttpError::HeadersTooLarge } else { HttpError::UriTooLong }
+fn too_large(buf: &[u8], max_bytes: usize) -> HttpError {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(end) if end < max_bytes => HttpError::HeadersTooLarge,
+        _ => HttpError::UriTooLong,
+    }
 }
 
 fn parse_error(e: httparse::Error) -> &'static str {
@@ -156,6 +167,62 @@ fn parse_error(e: httparse::Error) -> &'static str {
         httparse::Error::Token => "invalid method",
         httparse::Error::Version => "invalid HTTP version",
         _ => "malformed request",
+    }
+}
+
+/// Longest trailer section accepted after a chunked body (trailers are read and ignored).
+const MAX_TRAILERS: usize = 4096;
+
+/// Decodes a `Transfer-Encoding: chunked` body (RFC 9112 §7.1) from the start of `buf`,
+/// appending the data to `body`. `Ok(None)`: incomplete, call again with more bytes (from the
+/// start: `body` is cleared first). `Ok(Some(n))`: the body ended after `n` bytes of `buf`.
+/// Chunk extensions and trailer fields are skipped.
+pub fn decode_chunked(buf: &[u8], max_body: usize, body: &mut Vec<u8>) -> Result<Option<usize>, HttpError> {
+    body.clear();
+    let mut pos = 0;
+    loop {
+        let (used, size) = match httparse::parse_chunk_size(&buf[pos..]) {
+            Ok(httparse::Status::Complete(c)) => c,
+            Ok(httparse::Status::Partial) if buf.len() - pos > 1024 => {
+                return Err(HttpError::BadRequest("chunk size line too long"));
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(HttpError::BadRequest("invalid chunk size")),
+        };
+        pos += used;
+        if size == 0 {
+            break;
+        }
+        let size = usize::try_from(size).map_err(|_| HttpError::BodyTooLarge)?;
+        if size > max_body.saturating_sub(body.len()) {
+            return Err(HttpError::BodyTooLarge);
+        }
+        let Some(data) = buf.get(pos..pos + size) else { return Ok(None) };
+        body.extend_from_slice(data);
+        pos += size;
+        match buf.get(pos..pos + 2) {
+            Some(b"\r\n") => pos += 2,
+            Some(_) => return Err(HttpError::BadRequest("chunk data not followed by CRLF")),
+            None => return Ok(None),
+        }
+    }
+    // Trailer fields, each ending in CRLF, then an empty line.
+    let trailers_start = pos;
+    loop {
+        let rest = &buf[pos..];
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            if rest.len() > MAX_TRAILERS {
+                return Err(HttpError::HeadersTooLarge);
+            }
+            return Ok(None);
+        };
+        pos += eol + 2;
+        if eol == 0 {
+            return Ok(Some(pos));
+        }
+        if pos - trailers_start > MAX_TRAILERS {
+            return Err(HttpError::HeadersTooLarge);
+        }
     }
 }
 
@@ -214,6 +281,7 @@ pub fn write_response(
     out.extend_from_slice(body);
 }
 
+/// Appends a status line (`HTTP/1.1 200 OK`).
 pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"HTTP/1.1 ");
     write_u64(out, u64::from(status));
@@ -222,6 +290,7 @@ pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends one header field.
 pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
@@ -267,6 +336,9 @@ mod tests {
         let l = HeaderLimits { max_bytes: 64, max_headers: 2 };
         let long_line = [b"GET /".as_slice(), &[b'a'; 100]].concat();
         assert_eq!(parse_request(&long_line, &l).unwrap_err(), HttpError::UriTooLong);
+        // Also when the rest of the request arrived with it.
+        let whole = [b"GET /".as_slice(), &[b'a'; 100], b" HTTP/1.1\r\nHost: x\r\n\r\n"].concat();
+        assert_eq!(parse_request(&whole, &l).unwrap_err(), HttpError::UriTooLong);
         let long_head = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 100]].concat();
         assert_eq!(parse_request(&long_head, &l).unwrap_err(), HttpError::HeadersTooLarge);
         let many = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
@@ -292,5 +364,25 @@ mod tests {
         write_response(&mut out, 404, &[], b"", true);
         assert_eq!(out, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(reason_phrase(999), "Unknown");
+    }
+
+    #[test]
+    fn chunked_bodies() {
+        let mut body = Vec::new();
+        let wire = b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        assert_eq!(decode_chunked(wire, 1024, &mut body), Ok(Some(wire.len() - 4)));
+        assert_eq!(body, b"Wikipedia in \r\n\r\nchunks.");
+        // Every strict prefix is incomplete, never an error.
+        for cut in 0..wire.len() - 4 {
+            assert_eq!(decode_chunked(&wire[..cut], 1024, &mut body), Ok(None), "cut {cut}");
+        }
+        assert_eq!(decode_chunked(b"0\r\n\r\n", 0, &mut body), Ok(Some(5)));
+        assert!(body.is_empty());
+        assert_eq!(decode_chunked(b"5\r\nhello\r\n0\r\n\r\n", 4, &mut body), Err(HttpError::BodyTooLarge));
+        assert_eq!(decode_chunked(b"ffffffffffffffff\r\n", 4, &mut body), Err(HttpError::BodyTooLarge));
+        assert_eq!(decode_chunked(b"zz\r\n", 4, &mut body).unwrap_err().status(), 400);
+        assert_eq!(decode_chunked(b"2\r\nabXY", 4, &mut body).unwrap_err().status(), 400);
+        let endless_trailer = [b"0\r\nX: ".as_slice(), &[b'a'; 5000]].concat();
+        assert_eq!(decode_chunked(&endless_trailer, 4, &mut body).unwrap_err().status(), 431);
     }
 }

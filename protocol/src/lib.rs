@@ -10,6 +10,7 @@
 //! * [`utf8`]: incremental UTF-8 validation (§8.1).
 //! * [`message`]: message assembly, fragmentation, close frames, limits (§5.4, §5.5, §7.4).
 //! * [`envelope`]: the JSON envelope and control messages of tickcast's wire API.
+//! * [`fallback`]: the SSE events and poll answers of the HTTP fallback transports.
 //!
 //! `unsafe` appears only in [`mask`], each block with the invariant it relies on.
 
@@ -19,6 +20,7 @@
 
 pub mod envelope;
 pub mod error;
+pub mod fallback;
 pub mod frame;
 pub mod handshake;
 pub mod http;

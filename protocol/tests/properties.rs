@@ -229,4 +229,34 @@ proptest! {
         prefixed.extend_from_slice(&bytes);
         let _ = parse_request(&prefixed, &HeaderLimits { max_bytes: 100, max_headers: 3 });
     }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_chunking(
+        body in prop::collection::vec(any::<u8>(), 0..600),
+        sizes in prop::collection::vec(1usize..200, 1..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        use tickcast_protocol::http::decode_chunked;
+        let mut wire = Vec::new();
+        let mut rest = &body[..];
+        let mut i = 0;
+        while !rest.is_empty() {
+            let n = sizes[i % sizes.len()].min(rest.len());
+            wire.extend_from_slice(format!("{n:X}\r\n").as_bytes());
+            wire.extend_from_slice(&rest[..n]);
+            wire.extend_from_slice(b"\r\n");
+            rest = &rest[n..];
+            i += 1;
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        let mut out = Vec::new();
+        prop_assert_eq!(decode_chunked(&wire, 600, &mut out), Ok(Some(wire.len())));
+        prop_assert_eq!(&out, &body);
+        let cut = cut.index(wire.len());
+        prop_assert_eq!(decode_chunked(&wire[..cut], 600, &mut out), Ok(None));
+        if !body.is_empty() {
+            let small = decode_chunked(&wire, body.len() - 1, &mut out);
+            prop_assert_eq!(small, Err(tickcast_protocol::http::HttpError::BodyTooLarge));
+        }
+    }
 }

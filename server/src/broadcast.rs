@@ -1,5 +1,6 @@
 //! A worker's side of channels: drain the worker's inbox and fan messages out to its
-//! subscribers, and carry out its connections' subscribe / unsubscribe / publish operations.
+//! subscribers (WebSocket and SSE), wake its parked long-polls, and carry out its connections'
+//! subscribe / unsubscribe / publish operations.
 //!
 //! No ring here: the worker hands in its connection slab and flush list, so the whole
 //! publish -> inbox -> subscriber queue path runs (and is tested) without io_uring.
@@ -10,10 +11,12 @@ use std::sync::Arc;
 use tickcast_protocol::envelope::{ClientOp, Control, Data, ErrorCode};
 
 use crate::config::Config;
-use crate::conn::{Conn, ConnSubs, Env, Op};
+use crate::conn::{Conn, ConnSubs, Env, Op, Phase};
 use crate::fanout::{self, SubRef, Subscribers, Targets};
+use crate::http::Decision;
 use crate::hub::{Channel, Gap, Hub, InboxReceiver, Observed, Pattern, Published, WorkerChannels};
 use crate::metrics::{self, WorkerStats};
+use crate::poll;
 use crate::sendq::{FrameMeta, SlowConsumerPolicy};
 
 /// Most messages drained from the inbox per loop turn (the rest wait one turn, so a flood of
@@ -29,8 +32,23 @@ struct PendingReplay {
     msgs: Vec<Arc<Published>>,
 }
 
+/// A parked long-poll's interest in one channel. Entries of a connection's earlier long-polls
+/// (another `epoch`) or of closed connections are stale and dropped when met.
+#[derive(Clone, Copy, Debug)]
+struct Parked {
+    slot: u32,
+    generation: u32,
+    epoch: u32,
+    /// Wake for seqs above this.
+    since: u64,
+}
+
 pub struct Broadcast {
     hub: Arc<Hub>,
+    /// Parked long-polls by channel id.
+    parked: Vec<Vec<Parked>>,
+    /// Long-polls with news this turn, answered by the worker after the drain.
+    woken: Vec<u32>,
     pending: Vec<PendingReplay>,
     inbox: InboxReceiver,
     channels: WorkerChannels,
@@ -77,6 +95,8 @@ impl Broadcast {
         let client_publish = config.client_publish_patterns().unwrap_or_default();
         Self {
             hub,
+            parked: Vec::new(),
+            woken: Vec::new(),
             pending: Vec::new(),
             inbox,
             channels: WorkerChannels::new(),
@@ -138,10 +158,75 @@ impl Broadcast {
     }
 
     fn fan_out(&mut self, msg: &Published, w: &mut Work<'_>) {
+        self.wake_parked(msg, w.conns);
         let policy = self.policy(msg.channel_id(), msg.channel());
         let names = channel_names(&self.hub);
         let mut t = w.targets(self.config.send_queue_limit, &names);
         self.subs.fan_out(msg, policy, &mut t);
+    }
+
+    /// Wakes the long-polls parked on `msg`'s channel that have not seen it. A woken poll's
+    /// entries go: it is answered this turn (or parked afresh, see [`Broadcast::answer_poll`]).
+    fn wake_parked(&mut self, msg: &Published, conns: &[Conn]) {
+        let Some(list) = self.parked.get_mut(msg.channel_id() as usize) else { return };
+        if list.is_empty() {
+            return;
+        }
+        let woken = &mut self.woken;
+        list.retain(|p| {
+            if !is_parked(conns, p) {
+                return false;
+            }
+            if msg.seq() <= p.since {
+                return true; // it already has this one (this worker lags the history)
+            }
+            woken.push(p.slot);
+            false
+        });
+    }
+
+    /// Parks the long-poll in `slot`'s `Conn::poll` on each of its channels.
+    fn park(&mut self, slot: u32, w: &mut Work<'_>) {
+        let conn = &w.conns[slot as usize];
+        let Some(request) = conn.poll.as_ref() else { return };
+        for (channel, since) in &request.channels {
+            let index = channel.id() as usize;
+            if index >= self.parked.len() {
+                self.parked.resize_with(index + 1, Vec::new);
+            }
+            let entry = Parked { slot, generation: conn.generation, epoch: conn.park_epoch, since: *since };
+            self.parked[index].push(entry);
+        }
+    }
+
+    /// The long-polls woken since the last call (a slot may appear twice).
+    pub fn take_woken(&mut self, into: &mut Vec<u32>) {
+        into.append(&mut self.woken);
+    }
+
+    /// Answers the long-poll parked in `slot` from history: when it has news, or when its
+    /// deadline passed (`timed_out`: then even an empty answer goes). Woken without news (a
+    /// message this worker drained late, which the client already had), it is parked again.
+    pub fn answer_poll(&mut self, slot: u32, timed_out: bool, env: &Env<'_>, w: &mut Work<'_>) {
+        let conn = &mut w.conns[slot as usize];
+        if conn.phase != Phase::LongPoll {
+            return; // answered already (woken twice), or closed
+        }
+        let Some(request) = conn.poll.as_ref() else { return };
+        let answer = poll::answer(request, env.http.poll_batch, &mut self.replay);
+        self.replay.clear();
+        if !answer.has_news && !timed_out {
+            conn.park_epoch = conn.park_epoch.wrapping_add(1); // the old entries go stale
+            self.park(slot, w);
+            return;
+        }
+        metrics::add(&w.stats.deliveries, answer.messages as u64);
+        metrics::dec(&w.stats.longpolls);
+        if let Decision::Respond { response, keep_alive } = crate::http::poll_response(request, &answer.body)
+        {
+            conn.answer_poll(response, keep_alive, env);
+        }
+        mark_dirty(conn, slot, w.dirty);
     }
 
     /// Delivers what history still holds of `missing` (and a gap notice for the rest).
@@ -178,11 +263,9 @@ impl Broadcast {
     /// Tells every subscriber of a channel about seqs nobody can deliver any more.
     fn notify_gap(&mut self, channel: &Channel, gap: Gap, w: &mut Work<'_>) {
         let notice = Control::Gap { channel: channel.name().to_string(), from: gap.from, to: gap.to };
-        let frame =
-            tickcast_protocol::frame::server_frame(tickcast_protocol::OpCode::Text, &notice.to_json());
         for slot in self.subs.subscribers(channel.id(), w.conns) {
             let conn = &mut w.conns[slot as usize];
-            conn.sendq.push_unbounded(frame.clone());
+            conn.sendq.push_unbounded(conn.control_bytes(&notice));
             metrics::inc(&w.stats.gap_notices);
             mark_dirty(conn, slot, w.dirty);
         }
@@ -192,13 +275,20 @@ impl Broadcast {
     pub fn run_ops(&mut self, slot: u32, ops: Vec<Op>, env: &Env<'_>, w: &mut Work<'_>) {
         for op in ops {
             match op {
-                ClientOp::Subscribe { id, channels, since } => {
+                Op::Client(ClientOp::Subscribe { id, channels, since }) => {
                     self.subscribe(slot, id, channels, &since, env, w)
                 }
-                ClientOp::Unsubscribe { id, channels } => self.unsubscribe(slot, id, channels, env, w),
-                ClientOp::Publish { id, channel, data } => {
+                Op::Client(ClientOp::Unsubscribe { id, channels }) => {
+                    self.unsubscribe(slot, id, channels, env, w)
+                }
+                Op::Client(ClientOp::Publish { id, channel, data }) => {
                     let reply = self.client_publish(id, &channel, &data, env);
                     w.conns[slot as usize].reply(&reply, env);
+                }
+                Op::Park => {
+                    metrics::inc(&w.stats.longpolls);
+                    self.park(slot, w);
+                    break; // what follows waits for the answer
                 }
             }
             if !w.conns[slot as usize].is_subscriber() {
@@ -245,15 +335,16 @@ impl Broadcast {
         let names = channel_names(&self.hub);
         let mut t = w.targets(self.config.send_queue_limit, &names);
         for p in self.pending.drain(..) {
+            let conn = &mut t.conns[p.slot as usize];
+            let sse = conn.phase == Phase::Sse;
             if let Some(gap) = p.gap {
-                let frame =
-                    tickcast_protocol::frame::server_frame(tickcast_protocol::OpCode::Text, &gap.to_json());
-                t.conns[p.slot as usize].sendq.push_unbounded(frame);
+                conn.sendq.push_unbounded(conn.control_bytes(&gap));
                 metrics::inc(&t.stats.gap_notices);
             }
             for m in &p.msgs {
                 let meta = FrameMeta { channel_id: m.channel_id(), seq: m.seq() };
-                fanout::deliver(&mut t, p.slot, m.ws_frame(), meta, p.policy);
+                let frame = if sse { m.sse_event() } else { m.ws_frame() };
+                fanout::deliver(&mut t, p.slot, frame, meta, p.policy);
             }
         }
     }
@@ -433,10 +524,21 @@ impl Broadcast {
         }
     }
 
-    /// Drops subscriber entries of closed connections (periodically, for quiet channels).
+    /// Drops subscriber and parked entries of closed connections and answered long-polls
+    /// (periodically, for quiet channels).
     pub fn sweep(&mut self, conns: &[Conn]) {
         self.subs.sweep(conns);
+        for list in &mut self.parked {
+            list.retain(|p| is_parked(conns, p));
+        }
     }
+}
+
+/// Whether a parked entry still belongs to a waiting long-poll.
+fn is_parked(conns: &[Conn], p: &Parked) -> bool {
+    conns.get(p.slot as usize).is_some_and(|c| {
+        c.in_use && c.generation == p.generation && c.phase == Phase::LongPoll && c.park_epoch == p.epoch
+    })
 }
 
 /// A subscribe failure, made into an error reply once the request id is known.

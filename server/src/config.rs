@@ -216,12 +216,40 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_MAX_BATCH", default_value_t = 1000)]
     pub max_batch: usize,
 
+    /// Let pages from this origin read /sse, /poll, /longpoll and /publish answers (CORS;
+    /// repeatable, or `*` for any origin). Default: same-origin only.
+    #[arg(long = "cors-origin", env = "TICKCAST_CORS_ORIGIN", value_delimiter = ';')]
+    pub cors_origins: Vec<String>,
+
+    /// Comment line sent on a quiet SSE stream this often, so proxies and clients keep it open.
+    #[arg(long, env = "TICKCAST_SSE_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
+    pub sse_heartbeat: Duration,
+
+    /// Longest a long-poll may wait for news (a larger `timeout=` is capped to it).
+    #[arg(long, env = "TICKCAST_LONGPOLL_MAX_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub longpoll_max_timeout: Duration,
+
+    /// Most messages in one /poll or /longpoll answer (the rest come with the next request).
+    #[arg(long, env = "TICKCAST_POLL_BATCH", default_value_t = 1000)]
+    pub poll_batch: usize,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `tickcast=debug`.
     #[arg(long, env = "TICKCAST_LOG", default_value = "info")]
     pub log: String,
 }
 
 impl Config {
+    /// The HTTP side's settings.
+    pub fn http_options(&self) -> crate::http::HttpOptions {
+        crate::http::HttpOptions {
+            cors_origins: self.cors_origins.clone(),
+            max_subscriptions: self.max_subscriptions,
+            poll_batch: self.poll_batch,
+            longpoll_default_timeout: Duration::from_secs(25).min(self.longpoll_max_timeout),
+            longpoll_max_timeout: self.longpoll_max_timeout,
+        }
+    }
+
     /// Checks cross-field rules and fills in derived defaults.
     pub fn validate(mut self) -> Result<Self, String> {
         let threads = match self.threads {
@@ -244,6 +272,15 @@ impl Config {
         }
         if self.send_queue_limit < 1024 {
             return Err("--send-queue-limit must be at least 1 KiB".into());
+        }
+        if self.poll_batch == 0 {
+            return Err("--poll-batch must be at least 1".into());
+        }
+        if self.sse_heartbeat < Duration::from_millis(100) {
+            return Err("--sse-heartbeat must be at least 100ms".into());
+        }
+        if let Some(bad) = self.cors_origins.iter().find(|o| o.is_empty() || o.contains(['\r', '\n', ' '])) {
+            return Err(format!("--cors-origin {bad:?} is not an origin (e.g. https://example.com, or *)"));
         }
         if self.max_connections == Some(0) {
             return Err("--max-connections must be at least 1".into());

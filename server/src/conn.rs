@@ -1,6 +1,7 @@
-//! The per-connection state machine: HTTP request -> WebSocket open -> closing -> draining ->
-//! teardown. Pure: it consumes received bytes and fills the connection's send queue; the worker
-//! turns its state into ring operations (see `runtime::worker::Worker::reconcile`).
+//! The per-connection state machine: HTTP request -> WebSocket open (or an SSE stream, or a
+//! parked long-poll) -> closing -> draining -> teardown. Pure: it consumes received bytes and
+//! fills the connection's send queue; the worker turns its state into ring operations (see
+//! `runtime::worker::Worker::reconcile`).
 
 use std::sync::Arc;
 
@@ -12,8 +13,9 @@ use tickcast_protocol::frame::{self, OpCode};
 use tickcast_protocol::http::{self as proto_http, HeaderLimits, Request};
 use tickcast_protocol::{CloseCode, Limits, Message, MessageDecoder, Role};
 
-use crate::http::{self, Decision, Endpoint};
+use crate::http::{self, Decision, Endpoint, HttpOptions};
 use crate::metrics::{self, WorkerStats};
+use crate::poll::PollRequest;
 use crate::publish::PublishGate;
 use crate::sendq::{FrameMeta, Offer, SendQueue, SlowConsumerPolicy};
 
@@ -25,6 +27,11 @@ pub enum Phase {
     Http,
     /// WebSocket open on an endpoint.
     Open(Endpoint),
+    /// An SSE stream (`/sse`): receives broadcast messages as events until either side closes.
+    Sse,
+    /// A long-poll waiting for news (`Conn::poll` holds the request); back to `Http` once
+    /// answered.
+    LongPoll,
     /// We sent a close frame and wait for the peer's (input is still parsed, data ignored).
     Closing,
     /// Nothing more to say: flush the queue, shut down our side, read until EOF or timeout.
@@ -46,11 +53,18 @@ pub struct Env<'a> {
     pub metrics: &'a dyn Fn() -> String,
     /// The publish endpoints (absent where publishing is not served, e.g. unit tests).
     pub publish: Option<&'a PublishGate<'a>>,
+    pub http: &'a HttpOptions,
 }
 
-/// What a `/ws` connection asked for, carried out by the worker (which owns the subscriber
-/// table and the hub) right after the bytes that carried it were parsed.
-pub type Op = ClientOp;
+/// What a connection asked for, carried out by the worker (which owns the subscriber table and
+/// the hub) right after the bytes that carried it were parsed.
+#[derive(Debug)]
+pub enum Op {
+    /// A `/ws` control message (or the URL subscription of `/ws` and `/sse`).
+    Client(ClientOp),
+    /// Park the long-poll in `Conn::poll` until news or its deadline.
+    Park,
+}
 
 /// A connection's subscriptions, boxed so connections that never subscribe carry one pointer.
 #[derive(Default, Debug)]
@@ -86,12 +100,18 @@ pub struct Conn {
     pub ping_outstanding: bool,
     /// Completed the WebSocket handshake (counted in the WebSocket gauge until released).
     pub upgraded: bool,
+    /// Became an SSE stream (counted in the SSE gauge until released).
+    pub sse: bool,
     /// Replies backed up past the send-queue limit: stop receiving until they drain.
     pub read_paused: bool,
     /// Accepted on a listener bound to a loopback address (may publish without a token).
     pub loopback: bool,
-    /// Subscriptions (only `/ws` connections that subscribed have any).
+    /// Subscriptions (only `/ws` and `/sse` connections that subscribed have any).
     pub subs: Option<Box<ConnSubs>>,
+    /// The long-poll being served (phase `LongPoll`).
+    pub poll: Option<Box<PollRequest>>,
+    /// Counts this connection's long-polls: parked entries of earlier ones are stale.
+    pub park_epoch: u32,
     /// Operations parsed but not yet carried out (see [`Op`]).
     pub ops: Vec<Op>,
     /// Index of the send buffer (msghdr + iovecs) in flight.
@@ -120,9 +140,12 @@ impl Default for Conn {
             close_sent: false,
             ping_outstanding: false,
             upgraded: false,
+            sse: false,
             read_paused: false,
             loopback: false,
             subs: None,
+            poll: None,
+            park_epoch: 0,
             ops: Vec::new(),
             send_slot: 0,
             deadline_tick: 0,
@@ -152,9 +175,19 @@ impl Conn {
         matches!(self.phase, Phase::Open(_) | Phase::Closing)
     }
 
-    /// An open `/ws` connection: the only kind that receives broadcast messages.
+    /// An open `/ws` connection or an SSE stream: the kinds that receive broadcast messages.
     pub fn is_subscriber(&self) -> bool {
-        self.phase == Phase::Open(Endpoint::Ws)
+        matches!(self.phase, Phase::Open(Endpoint::Ws) | Phase::Sse)
+    }
+
+    /// A control message in this connection's wire format: a WebSocket text frame, or an SSE
+    /// event named by its type.
+    pub fn control_bytes(&self, control: &Control) -> Bytes {
+        if self.phase == Phase::Sse {
+            tickcast_protocol::fallback::control_event(control)
+        } else {
+            frame::server_frame(OpCode::Text, &control.to_json())
+        }
     }
 
     /// Holds a partial message or request (so it owns a buffer right now).
@@ -168,16 +201,43 @@ impl Conn {
         match self.phase {
             Phase::Http => self.on_http(data, env),
             Phase::Open(_) | Phase::Closing => self.on_websocket(data, env),
-            // Draining: the conversation is over, bytes are read only to reach EOF cleanly.
-            Phase::Draining | Phase::Teardown => {}
+            // Requests pipelined behind a long-poll wait for its answer (bounded).
+            Phase::LongPoll => {
+                if self.head.len() + data.len() > env.header_limits.max_bytes + env.max_body {
+                    self.refuse(431, "too much pipelined behind a long-poll\n", env);
+                } else {
+                    self.head.extend_from_slice(data);
+                }
+            }
+            // An SSE client has nothing to say; Draining: the conversation is over. Bytes are
+            // read only to notice EOF.
+            Phase::Sse | Phase::Draining | Phase::Teardown => {}
+        }
+    }
+
+    /// Answers the parked long-poll and goes back to reading requests (parsing any that were
+    /// pipelined behind it).
+    pub fn answer_poll(&mut self, response: Bytes, keep_alive: bool, env: &Env<'_>) {
+        self.poll = None;
+        self.park_epoch = self.park_epoch.wrapping_add(1);
+        self.sendq.push_unbounded(response);
+        metrics::inc(&env.stats.http_requests);
+        if !keep_alive {
+            self.phase = Phase::Draining;
+            return;
+        }
+        self.phase = Phase::Http;
+        if !self.head.is_empty() {
+            let head = std::mem::take(&mut self.head);
+            self.on_http(&head, env);
         }
     }
 
     fn on_http(&mut self, data: &[u8], env: &Env<'_>) {
         if self.head.is_empty() {
             let used = self.parse_requests(data, env);
-            if self.phase == Phase::Http && used < data.len() {
-                self.head = data[used..].to_vec(); // a request still arriving
+            if matches!(self.phase, Phase::Http | Phase::LongPoll) && used < data.len() {
+                self.head = data[used..].to_vec(); // a request still arriving, or pipelined
             }
         } else {
             // Appends and keeps the same buffer: a large body arriving in many reads is copied
@@ -185,7 +245,7 @@ impl Conn {
             let mut head = std::mem::take(&mut self.head);
             head.extend_from_slice(data);
             let used = self.parse_requests(&head, env);
-            if self.phase == Phase::Http && used < head.len() {
+            if matches!(self.phase, Phase::Http | Phase::LongPoll) && used < head.len() {
                 head.drain(..used);
                 self.head = head;
             }
@@ -206,23 +266,39 @@ impl Conn {
                     return all.len();
                 }
             };
-            let body_len = match body_length(&req) {
-                Ok(n) if n > env.max_body => {
+            let mut chunked = Vec::new();
+            let total = match body_length(&req) {
+                Ok(Body::Length(n)) if n > env.max_body => {
                     self.refuse(413, "request body too large\n", env);
                     return all.len();
                 }
-                Ok(n) => n,
+                Ok(Body::Length(n)) => req.header_len + n,
+                Ok(Body::Chunked) => {
+                    let rest = &buf[req.header_len..];
+                    match proto_http::decode_chunked(rest, env.max_body, &mut chunked) {
+                        Ok(Some(used)) => req.header_len + used,
+                        Ok(None) => return consumed, // the body is still arriving
+                        Err(err) => {
+                            self.refuse(err.status(), &format!("{err}\n"), env);
+                            return all.len();
+                        }
+                    }
+                }
                 Err((status, message)) => {
                     self.refuse(status, message, env);
                     return all.len();
                 }
             };
-            let total = req.header_len + body_len;
-            let Some(body) = buf.get(req.header_len..total) else {
+            if buf.len() < total {
                 return consumed; // the body is still arriving
+            }
+            let body = if req.header("transfer-encoding").is_some() {
+                &chunked[..]
+            } else {
+                &buf[req.header_len..total]
             };
             buf = &buf[total..];
-            let ctx = http::Context { metrics: env.metrics, publish: env.publish };
+            let ctx = http::Context { metrics: env.metrics, publish: env.publish, options: env.http };
             match http::route(&req, body, &ctx) {
                 Decision::Respond { response, keep_alive } => {
                     if (200..300).contains(&http_status(&response)) {
@@ -244,7 +320,8 @@ impl Conn {
                     };
                     self.decoder = Some(MessageDecoder::new(Role::Server, limits));
                     if let Some(sub) = subscribe {
-                        self.ops.push(Op::Subscribe { id: None, channels: sub.channels, since: sub.since });
+                        let op = ClientOp::Subscribe { id: None, channels: sub.channels, since: sub.since };
+                        self.ops.push(Op::Client(op));
                     }
                     // A client may send frames right behind its upgrade request.
                     if !buf.is_empty() {
@@ -252,9 +329,27 @@ impl Conn {
                     }
                     return all.len();
                 }
+                Decision::Stream { head, subscribe } => {
+                    metrics::inc(&env.stats.http_requests);
+                    self.sendq.push_unbounded(head);
+                    self.phase = Phase::Sse;
+                    let op = ClientOp::Subscribe {
+                        id: None,
+                        channels: subscribe.channels,
+                        since: subscribe.since,
+                    };
+                    self.ops.push(Op::Client(op));
+                    return all.len(); // nothing a client sends after it matters
+                }
+                Decision::Park(request) => {
+                    self.poll = Some(request);
+                    self.phase = Phase::LongPoll;
+                    self.ops.push(Op::Park);
+                    return all.len() - buf.len(); // pipelined requests wait for the answer
+                }
             }
         }
-        all.len()
+        all.len() - buf.len()
     }
 
     /// Answers a request we cannot serve and closes once the answer is out.
@@ -302,7 +397,7 @@ impl Conn {
         };
         match message {
             Message::Text(payload) if endpoint == Endpoint::Ws => match ClientOp::parse(&payload) {
-                Ok(op) => self.ops.push(op),
+                Ok(op) => self.ops.push(Op::Client(op)),
                 Err(error) => self.reply(&error, env),
             },
             Message::Binary(_) if endpoint == Endpoint::Ws => {
@@ -342,9 +437,9 @@ impl Conn {
         }
     }
 
-    /// Sends a control message (ack, error, notice) as a text frame.
+    /// Sends a control message (ack, error, notice) in the connection's wire format.
     pub fn reply(&mut self, control: &Control, env: &Env<'_>) {
-        self.queue_reply(frame::server_frame(OpCode::Text, &control.to_json()), env);
+        self.queue_reply(self.control_bytes(control), env);
     }
 
     /// Takes the operations parsed so far, for the worker to carry out.
@@ -374,7 +469,7 @@ impl Conn {
                     metrics::inc(&stats.gap_notices);
                     let channel = names(d.channel_id).map_or_else(String::new, |n| n.to_string());
                     let notice = Control::Gap { channel, from: d.from, to: d.to };
-                    self.sendq.push_front_unbounded(frame::server_frame(OpCode::Text, &notice.to_json()));
+                    self.sendq.push_front_unbounded(self.control_bytes(&notice));
                 }
             }
             Offer::QueuedAfterConflating(n) => {
@@ -434,9 +529,14 @@ impl Conn {
                 self.sendq.push_unbounded(frame::server_close_frame(code, reason));
                 self.phase = Phase::Closing;
             }
-            Phase::Http => self.phase = Phase::Draining,
+            Phase::Http | Phase::Sse | Phase::LongPoll => self.phase = Phase::Draining,
             Phase::Closing | Phase::Draining | Phase::Teardown => {}
         }
+    }
+
+    /// Keeps a quiet SSE stream alive (a comment line; nothing to answer).
+    pub fn heartbeat(&mut self, env: &Env<'_>) {
+        self.queue(Bytes::from_static(tickcast_protocol::fallback::SSE_HEARTBEAT), env);
     }
 
     /// Sends a ping to a silent client.
@@ -457,13 +557,29 @@ impl Conn {
     }
 }
 
-/// The body length a request announces: `Content-Length` (one, numeric), or none.
-fn body_length(req: &Request) -> Result<usize, (u16, &'static str)> {
-    if req.header("transfer-encoding").is_some() {
-        return Err((411, "chunked request bodies are not supported: send Content-Length\n"));
+/// How a request's body is delimited.
+enum Body {
+    Length(usize),
+    Chunked,
+}
+
+/// The body a request announces: `Transfer-Encoding: chunked` (and nothing else), or
+/// `Content-Length` (one, numeric), or none (RFC 9112 §6.3).
+fn body_length(req: &Request) -> Result<Body, (u16, &'static str)> {
+    if let Some(te) = req.header("transfer-encoding") {
+        // Both framings at once is how requests get smuggled past proxies: refuse it.
+        if req.header("content-length").is_some() {
+            return Err((400, "Transfer-Encoding and Content-Length together\n"));
+        }
+        if req.headers_named("transfer-encoding").count() > 1
+            || !te.trim_ascii().eq_ignore_ascii_case(b"chunked")
+        {
+            return Err((501, "only Transfer-Encoding: chunked is supported\n"));
+        }
+        return Ok(Body::Chunked);
     }
     let mut lengths = req.headers_named("content-length");
-    let Some(value) = lengths.next() else { return Ok(0) };
+    let Some(value) = lengths.next() else { return Ok(Body::Length(0)) };
     if lengths.next().is_some() {
         return Err((400, "more than one Content-Length\n"));
     }
@@ -471,6 +587,7 @@ fn body_length(req: &Request) -> Result<usize, (u16, &'static str)> {
         .ok()
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|v| v.parse().ok())
+        .map(Body::Length)
         .ok_or((400, "invalid Content-Length\n"))
 }
 

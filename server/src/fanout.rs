@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, Phase};
 use crate::hub::{Pattern, Published};
 use crate::metrics::{self, WorkerStats};
 use crate::sendq::{FrameMeta, SlowConsumerPolicy};
@@ -175,7 +175,6 @@ impl Subscribers {
     pub fn fan_out(&mut self, msg: &Published, policy: SlowConsumerPolicy, t: &mut Targets<'_>) {
         self.match_patterns(msg);
         let Some(list) = self.by_channel.get_mut(msg.channel_id() as usize) else { return };
-        let frame = msg.ws_frame();
         let meta = FrameMeta { channel_id: msg.channel_id(), seq: msg.seq() };
         let mut delivered = 0u64;
         list.retain(|sub| {
@@ -187,6 +186,7 @@ impl Subscribers {
                 return true;
             }
             delivered += 1;
+            let frame = if conn.phase == Phase::Sse { msg.sse_event() } else { msg.ws_frame() };
             deliver(t, sub.slot, frame, meta, policy);
             true
         });

@@ -1,13 +1,16 @@
-//! Routing of a connection's HTTP requests: which WebSocket endpoint an upgrade goes to, and the
-//! answers to plain requests. Takes a parsed request (and its body), returns what to send and
-//! what next.
+//! Routing of a connection's HTTP requests: which WebSocket endpoint an upgrade goes to, the
+//! SSE streams, polls and long-polls, and the answers to plain requests. Takes a parsed request
+//! (and its body), returns what to send and what next.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::Bytes;
-use tickcast_protocol::handshake;
+use tickcast_protocol::envelope::ErrorCode;
 use tickcast_protocol::http::{self, Request};
+use tickcast_protocol::{fallback, handshake};
 
+use crate::poll::{self, PollLimits, PollRequest, Refusal};
 use crate::publish::{self, Answer, PublishGate};
 
 /// WebSocket endpoints.
@@ -33,6 +36,35 @@ pub enum Decision {
     Respond { response: Bytes, keep_alive: bool },
     /// Send the 101 response and switch the connection to WebSocket on `endpoint`.
     Upgrade { response: Bytes, endpoint: Endpoint, subscribe: Option<UrlSubscription> },
+    /// Send the event-stream head and subscribe: the connection is an SSE stream from now on.
+    Stream { head: Bytes, subscribe: UrlSubscription },
+    /// A long-poll with nothing to answer yet: park it until a message or its timeout.
+    Park(Box<PollRequest>),
+}
+
+/// The HTTP side's settings, resolved once per worker from the configuration.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Origins allowed to read answers from another origin (CORS); `*` allows every origin.
+    pub cors_origins: Vec<String>,
+    /// Most channels per subscription request (`/sse`, `/poll`, `/longpoll`).
+    pub max_subscriptions: usize,
+    /// Most messages in one poll answer.
+    pub poll_batch: usize,
+    pub longpoll_default_timeout: Duration,
+    pub longpoll_max_timeout: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            cors_origins: Vec::new(),
+            max_subscriptions: 256,
+            poll_batch: 1000,
+            longpoll_default_timeout: Duration::from_secs(25),
+            longpoll_max_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Routing input that is not part of the request.
@@ -41,6 +73,7 @@ pub struct Context<'a> {
     pub metrics: &'a dyn Fn() -> String,
     /// The publish endpoints' hub and rules (absent in tests of plain routing).
     pub publish: Option<&'a PublishGate<'a>>,
+    pub options: &'a HttpOptions,
 }
 
 const DEMO_HTML: &[u8] = include_bytes!("../static/index.html");
@@ -72,34 +105,162 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// A query string's `key=value` pairs, values percent-decoded.
+pub fn query_pairs(query: &str) -> Result<Vec<(&str, String)>, Refusal> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value).ok_or_else(|| Refusal {
+                status: 400,
+                code: ErrorCode::BadRequest,
+                message: format!("bad percent-escape in the {key} parameter"),
+            })?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
 /// Parses `channels=a,b&since=a:12,b:3` (other parameters are ignored).
 pub fn parse_ws_query(query: Option<&str>) -> Result<Option<UrlSubscription>, String> {
     let Some(query) = query else { return Ok(None) };
     let mut sub = UrlSubscription::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value).ok_or_else(|| format!("bad escape in {key}"))?;
+    for (key, value) in query_pairs(query).map_err(|r| r.message)? {
         match key {
             "channels" => sub.channels.extend(value.split(',').filter(|c| !c.is_empty()).map(str::to_owned)),
-            "since" => {
-                for item in value.split(',').filter(|c| !c.is_empty()) {
-                    let (channel, seq) = item
-                        .rsplit_once(':')
-                        .and_then(|(c, n)| Some((c, n.parse::<u64>().ok()?)))
-                        .ok_or_else(|| format!("since expects channel:seq pairs, got {item:?}"))?;
-                    sub.since.insert(channel.to_owned(), seq);
-                }
-            }
+            "since" => fallback::parse_positions(&value, &mut sub.since)?,
             _ => {}
         }
     }
     Ok((!sub.channels.is_empty()).then_some(sub))
 }
 
-fn answer(a: Answer, keep_alive: bool) -> Decision {
+fn answer(a: Answer, cors: &[(&str, &str)], keep_alive: bool) -> Decision {
     let mut headers = vec![("Content-Type", "application/json")];
     headers.extend_from_slice(a.headers);
+    headers.extend_from_slice(cors);
     respond(a.status, &headers, &a.body, keep_alive)
+}
+
+/// A JSON error answer: `{"error":{"code":...,"message":...}}`.
+fn refusal(r: &Refusal, cors: &[(&str, &str)], keep_alive: bool) -> Decision {
+    let body = serde_json::json!({ "error": { "code": r.code, "message": r.message } });
+    let mut headers = vec![("Content-Type", "application/json")];
+    headers.extend_from_slice(cors);
+    respond(r.status, &headers, body.to_string().as_bytes(), keep_alive)
+}
+
+/// The CORS answer headers for this request's `Origin`, when `--cors-origin` allows it.
+fn cors_headers<'a>(req: &Request, options: &'a HttpOptions) -> Vec<(&'static str, &'a str)> {
+    let Some(origin) = req.header("origin") else { return Vec::new() };
+    let allowed = options.cors_origins.iter().find(|o| *o == "*" || o.as_bytes() == origin);
+    match allowed {
+        Some(o) if o == "*" => vec![("Access-Control-Allow-Origin", "*")],
+        // Echoing one of several allowed origins: caches must key on Origin.
+        Some(o) => vec![("Access-Control-Allow-Origin", o.as_str()), ("Vary", "Origin")],
+        None => Vec::new(),
+    }
+}
+
+/// `OPTIONS`: what the resource allows, and a CORS preflight answer when the origin may.
+fn options(req: &Request, allow: &str, ctx: &Context<'_>, keep_alive: bool) -> Decision {
+    let mut headers = vec![("Allow", allow)];
+    let cors = cors_headers(req, ctx.options);
+    if !cors.is_empty() {
+        headers.extend_from_slice(&cors);
+        headers.push(("Access-Control-Allow-Methods", allow));
+        headers.push(("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID"));
+        headers.push(("Access-Control-Max-Age", "600"));
+    }
+    respond(204, &headers, b"", keep_alive)
+}
+
+/// `GET /sse`: validates the subscription, then the stream starts (or a JSON error).
+fn route_sse(req: &Request, ctx: &Context<'_>, keep_alive: bool) -> Decision {
+    let cors = cors_headers(req, ctx.options);
+    if req.method != "GET" {
+        return respond(405, &[("Allow", "GET, OPTIONS")], b"open the stream with GET\n", keep_alive);
+    }
+    let bad = |message: String| Refusal { status: 400, code: ErrorCode::BadRequest, message };
+    let mut sub = match parse_ws_query(req.query()) {
+        Ok(Some(sub)) => sub,
+        Ok(None) => return refusal(&bad("name the channels: ?channels=a,b".into()), &cors, keep_alive),
+        Err(message) => return refusal(&bad(message), &cors, keep_alive),
+    };
+    // A reconnecting EventSource sends the id of the last event it got: resume from there.
+    if let Some(last) = req.header("last-event-id") {
+        let parsed = std::str::from_utf8(last)
+            .map_err(|_| "Last-Event-ID is not UTF-8".to_string())
+            .and_then(|text| fallback::parse_positions(text, &mut sub.since));
+        if let Err(message) = parsed {
+            return refusal(&bad(message), &cors, keep_alive);
+        }
+    }
+    if let Err(r) = check_names(&sub.channels, ctx.options.max_subscriptions) {
+        return refusal(&r, &cors, keep_alive);
+    }
+    let mut head = Vec::with_capacity(256);
+    fallback::write_sse_head(&mut head, &cors);
+    head.extend_from_slice(fallback::SSE_RETRY);
+    Decision::Stream { head: Bytes::from(head), subscribe: sub }
+}
+
+/// Checks names and patterns before a stream starts, so mistakes get a 400 rather than an
+/// error event on an open stream.
+fn check_names(names: &[String], max: usize) -> Result<(), Refusal> {
+    if names.len() > max {
+        let message = format!("at most {max} channels and patterns per connection");
+        return Err(Refusal { status: 400, code: ErrorCode::TooManySubscriptions, message });
+    }
+    for name in names {
+        let checked = if name.contains('*') {
+            crate::hub::Pattern::parse(name, false).map(|_| ()).map_err(|e| (e.code(), e.to_string()))
+        } else {
+            crate::hub::validate_name(name).map_err(|e| (ErrorCode::InvalidChannel, e.to_string()))
+        };
+        if let Err((code, message)) = checked {
+            return Err(Refusal { status: 400, code, message });
+        }
+    }
+    Ok(())
+}
+
+/// `GET /poll` and `GET /longpoll`: an answer from history now, or (long-poll with nothing
+/// new) a parked request.
+fn route_poll(req: &Request, ctx: &Context<'_>, longpoll: bool, keep_alive: bool) -> Decision {
+    let cors = cors_headers(req, ctx.options);
+    let Some(gate) = ctx.publish else {
+        return respond(404, &[], b"not found\n", keep_alive);
+    };
+    if req.method != "GET" {
+        return respond(405, &[("Allow", "GET, OPTIONS")], b"poll with GET\n", keep_alive);
+    }
+    let limits = PollLimits {
+        max_channels: ctx.options.max_subscriptions,
+        default_timeout: ctx.options.longpoll_default_timeout,
+        max_timeout: ctx.options.longpoll_max_timeout,
+    };
+    let mut request = match poll::parse(req.query(), gate.hub, limits, longpoll) {
+        Ok(r) => r,
+        Err(r) => return refusal(&r, &cors, keep_alive),
+    };
+    request.keep_alive = keep_alive;
+    request.headers = cors.iter().map(|&(name, value)| (name, value.to_owned())).collect();
+    let mut scratch = Vec::new();
+    let answer = poll::answer(&request, ctx.options.poll_batch, &mut scratch);
+    if longpoll && !answer.has_news && !request.timeout.is_zero() {
+        return Decision::Park(Box::new(request));
+    }
+    crate::metrics::add(&gate.stats.deliveries, answer.messages as u64);
+    poll_response(&request, &answer.body)
+}
+
+/// The `200` answer to a poll or long-poll.
+pub fn poll_response(request: &PollRequest, body: &[u8]) -> Decision {
+    let mut headers = vec![("Content-Type", "application/json"), ("Cache-Control", "no-store")];
+    headers.extend(request.headers.iter().map(|(name, value)| (*name, value.as_str())));
+    respond(200, &headers, body, request.keep_alive)
 }
 
 /// `POST /publish[/<channel>]`.
@@ -113,17 +274,21 @@ fn route_publish(
     let Some(gate) = ctx.publish else {
         return respond(404, &[], b"not found\n", keep_alive);
     };
-    if req.method != "POST" {
-        return respond(405, &[("Allow", "POST")], b"publish with POST\n", keep_alive);
+    if req.method == "OPTIONS" {
+        return options(req, "POST, OPTIONS", ctx, keep_alive);
     }
+    if req.method != "POST" {
+        return respond(405, &[("Allow", "POST, OPTIONS")], b"publish with POST\n", keep_alive);
+    }
+    let cors = cors_headers(req, ctx.options);
     if let Err(refusal) = gate.authorize(req) {
-        return answer(refusal, keep_alive);
+        return answer(refusal, &cors, keep_alive);
     }
     let result = match channel {
         Some(channel) => publish::publish_one(gate, channel, body),
         None => publish::publish_batch(gate, body),
     };
-    answer(result, keep_alive)
+    answer(result, &cors, keep_alive)
 }
 
 fn respond(status: u16, headers: &[(&str, &str)], body: &[u8], keep_alive: bool) -> Decision {
@@ -135,6 +300,7 @@ fn respond(status: u16, headers: &[(&str, &str)], body: &[u8], keep_alive: bool)
 /// Plain-HTTP responses for GET/HEAD-only resources.
 fn resource(req: &Request, keep_alive: bool, content_type: &str, body: &[u8]) -> Decision {
     match req.method.as_str() {
+        "OPTIONS" => respond(204, &[("Allow", "GET, HEAD, OPTIONS")], b"", keep_alive),
         "GET" => respond(200, &[("Content-Type", content_type)], body, keep_alive),
         "HEAD" => {
             // HEAD carries the GET's Content-Length without the body.
@@ -143,21 +309,35 @@ fn resource(req: &Request, keep_alive: bool, content_type: &str, body: &[u8]) ->
             out.truncate(out.len() - body.len());
             Decision::Respond { response: Bytes::from(out), keep_alive }
         }
-        _ => respond(405, &[("Allow", "GET, HEAD")], b"method not allowed\n", keep_alive),
+        _ => respond(405, &[("Allow", "GET, HEAD, OPTIONS")], b"method not allowed\n", keep_alive),
     }
 }
 
-/// Decides what a request gets. `body` is the request's body (the connection read
-/// `Content-Length` bytes of it); requests with a body elsewhere than `/publish` are answered
-/// and the connection closed, since their body was not meant for us.
+/// Decides what a request gets. `body` is the request's body (the connection read it whole,
+/// by `Content-Length` or chunked); a body sent elsewhere than `/publish` was not meant for
+/// us, so that connection closes after the answer.
 pub fn route(req: &Request, body: &[u8], ctx: &Context<'_>) -> Decision {
     let path = req.path();
     if path == "/publish" || path.starts_with("/publish/") {
         let channel = path.strip_prefix("/publish/");
         return route_publish(req, body, channel, req.keep_alive(), ctx);
     }
-    let has_body = !body.is_empty() || req.header("transfer-encoding").is_some();
-    let keep_alive = req.keep_alive() && !has_body;
+    let keep_alive = req.keep_alive() && body.is_empty();
+    let fallback = match path {
+        "/sse" => Some((None, "GET, OPTIONS")),
+        "/poll" => Some((Some(false), "GET, OPTIONS")),
+        "/longpoll" => Some((Some(true), "GET, OPTIONS")),
+        _ => None,
+    };
+    if let Some((poll, allow)) = fallback {
+        if req.method == "OPTIONS" {
+            return options(req, allow, ctx, keep_alive);
+        }
+        return match poll {
+            None => route_sse(req, ctx, keep_alive),
+            Some(longpoll) => route_poll(req, ctx, longpoll, keep_alive),
+        };
+    }
 
     let endpoint = match path {
         "/echo" => Some(Endpoint::Echo),

@@ -20,6 +20,8 @@ pub mod hub;
 #[deny(unsafe_code)]
 pub mod metrics;
 #[deny(unsafe_code)]
+pub mod poll;
+#[deny(unsafe_code)]
 pub mod publish;
 pub mod runtime;
 #[deny(unsafe_code)]

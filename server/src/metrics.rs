@@ -18,6 +18,10 @@ pub struct WorkerStats {
     pub connections: AtomicU64,
     /// Connections upgraded to WebSocket and still open, a gauge.
     pub websockets: AtomicU64,
+    /// Open SSE streams, a gauge.
+    pub sse_streams: AtomicU64,
+    /// Long-polls parked waiting for news, a gauge.
+    pub longpolls: AtomicU64,
     pub accepted: AtomicU64,
     /// Refused with 503 because of `--max-connections`.
     pub refused: AtomicU64,
@@ -79,6 +83,8 @@ type Field = fn(&WorkerStats) -> &AtomicU64;
 const METRICS: &[(&str, &str, &str, Field)] = &[
     ("tickcast_connections", "gauge", "Open connections", |s| &s.connections),
     ("tickcast_websocket_connections", "gauge", "Open WebSocket connections", |s| &s.websockets),
+    ("tickcast_sse_connections", "gauge", "Open SSE streams", |s| &s.sse_streams),
+    ("tickcast_longpolls_parked", "gauge", "Long-polls waiting for news", |s| &s.longpolls),
     ("tickcast_accepted_total", "counter", "Connections accepted", |s| &s.accepted),
     ("tickcast_refused_total", "counter", "Connections refused with 503 (max connections)", |s| &s.refused),
     ("tickcast_accept_errors_total", "counter", "Failed accepts", |s| &s.accept_errors),
@@ -124,7 +130,12 @@ const METRICS: &[(&str, &str, &str, Field)] = &[
         "Messages published through this worker (HTTP and WebSocket)",
         |s| &s.publishes,
     ),
-    ("tickcast_deliveries_total", "counter", "Broadcast frames queued to subscribers", |s| &s.deliveries),
+    (
+        "tickcast_deliveries_total",
+        "counter",
+        "Messages delivered: queued to WebSocket/SSE subscribers, or in poll answers",
+        |s| &s.deliveries,
+    ),
     (
         "tickcast_dropped_messages_total",
         "counter",

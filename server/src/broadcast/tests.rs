@@ -36,7 +36,7 @@ impl World {
         }
     }
 
-    fn op(&mut self, slot: u32, op: Op) {
+    fn op(&mut self, slot: u32, op: ClientOp) {
         let metrics = String::new;
         let env = Env {
             header_limits: HeaderLimits { max_bytes: 1024, max_headers: 16 },
@@ -47,9 +47,10 @@ impl World {
             stats: &self.stats,
             metrics: &metrics,
             publish: None,
+            http: &crate::http::HttpOptions::default(),
         };
         let mut w = Work { conns: &mut self.conns, dirty: &mut self.dirty, stats: &self.stats };
-        self.b.run_ops(slot, vec![op], &env, &mut w);
+        self.b.run_ops(slot, vec![Op::Client(op)], &env, &mut w);
     }
 
     fn drain(&mut self) {
@@ -85,8 +86,8 @@ impl World {
     }
 }
 
-fn subscribe(channels: &[&str], since: &[(&str, u64)]) -> Op {
-    Op::Subscribe {
+fn subscribe(channels: &[&str], since: &[(&str, u64)]) -> ClientOp {
+    ClientOp::Subscribe {
         id: None,
         channels: channels.iter().map(|c| c.to_string()).collect(),
         since: since.iter().map(|(c, s)| (c.to_string(), *s)).collect::<BTreeMap<_, _>>(),
@@ -122,7 +123,7 @@ fn subscription_limit_and_unsubscribe() {
     let replies = w.take(0);
     assert_eq!(replies[0]["code"], "too_many_subscriptions");
     assert_eq!(replies[1]["channels"], serde_json::json!(["a", "b"]));
-    w.op(0, Op::Unsubscribe { id: Some(4), channels: vec!["a".into(), "zzz".into()] });
+    w.op(0, ClientOp::Unsubscribe { id: Some(4), channels: vec!["a".into(), "zzz".into()] });
     let replies = w.take(0);
     assert_eq!(replies[0], serde_json::json!({"type": "unsubscribed", "id": 4, "channels": ["a"]}));
     w.publish("a", 1);
@@ -165,7 +166,7 @@ fn unsubscribing_a_pattern_stops_its_channels_but_not_named_ones() {
     w.drain();
     let got: Vec<String> = w.take(0).iter().map(|m| m["channel"].as_str().unwrap().to_owned()).collect();
     assert_eq!(got, vec!["t.a", "t.b", "t.c"]);
-    w.op(0, Op::Unsubscribe { id: None, channels: vec!["t.*".into()] });
+    w.op(0, ClientOp::Unsubscribe { id: None, channels: vec!["t.*".into()] });
     assert_eq!(w.take(0)[0]["channels"], serde_json::json!(["t.*"]));
     w.publish("t.a", 1);
     w.publish("t.b", 1);

@@ -7,6 +7,8 @@ use tickcast_protocol::handshake::ClientHandshake;
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 /// The limits every test here runs with (small, so limits are easy to reach).
+static HTTP: std::sync::LazyLock<crate::http::HttpOptions> = std::sync::LazyLock::new(Default::default);
+
 fn env(stats: &WorkerStats) -> Env<'_> {
     Env {
         header_limits: HeaderLimits { max_bytes: 1024, max_headers: 16 },
@@ -17,6 +19,7 @@ fn env(stats: &WorkerStats) -> Env<'_> {
         stats,
         metrics: &|| "metrics here\n".to_string(),
         publish: None,
+        http: &HTTP,
     }
 }
 

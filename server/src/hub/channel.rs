@@ -1,7 +1,7 @@
 //! One channel: its sequencer state, history ring and latest message, and the encoded form of
 //! a published message that every subscriber on every core shares.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use tickcast_protocol::envelope::{Data, ws_envelope_frame};
@@ -18,6 +18,9 @@ pub struct Published {
     ts_us: u64,
     ws_frame: Bytes,
     json: Bytes,
+    /// The SSE event, encoded by the first worker that has an SSE subscriber for it (most
+    /// messages never need one), then shared like the frame.
+    sse: OnceLock<Bytes>,
 }
 
 /// Memory an entry holds besides its frame bytes: the `Published` itself and its `Arc`
@@ -36,7 +39,15 @@ impl Published {
             _ => 2,
         };
         let json = ws_frame.slice(head_len..);
-        Arc::new(Self { channel: Arc::clone(channel), channel_id, seq, ts_us, ws_frame, json })
+        Arc::new(Self {
+            channel: Arc::clone(channel),
+            channel_id,
+            seq,
+            ts_us,
+            ws_frame,
+            json,
+            sse: OnceLock::new(),
+        })
     }
 
     /// The channel's name.
@@ -67,6 +78,12 @@ impl Published {
     /// The envelope JSON alone (for SSE and polling), sharing the frame's allocation.
     pub fn json(&self) -> &Bytes {
         &self.json
+    }
+
+    /// The envelope as an SSE event (`id: <channel>:<seq>`, `data: <envelope>`), encoded once.
+    pub fn sse_event(&self) -> &Bytes {
+        self.sse
+            .get_or_init(|| tickcast_protocol::fallback::message_event(&self.channel, self.seq, &self.json))
     }
 
     /// Approximate memory this message holds: what history limits count.

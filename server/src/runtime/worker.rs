@@ -27,6 +27,7 @@ use super::token::{OpKind, Token};
 use crate::broadcast::{Broadcast, Work};
 use crate::config::Config;
 use crate::conn::{Conn, Env, Phase};
+use crate::http::HttpOptions;
 use crate::hub::{Hub, InboxReceiver};
 use crate::metrics::{self, WorkerStats};
 use crate::publish::PublishGate;
@@ -91,6 +92,9 @@ pub struct Worker {
     now_tick: u64,
     header_limits: HeaderLimits,
     echo_limits: Limits,
+    http: Arc<HttpOptions>,
+    /// Long-polls woken by this turn's drain (scratch).
+    woken: Vec<u32>,
     /// Set once shutdown began: when the worker stops waiting for clients.
     shutdown_deadline: Option<Instant>,
     /// After a failed accept (e.g. a full descriptor table), accepts are re-armed from this tick.
@@ -180,6 +184,8 @@ impl Worker {
                 max_headers: config.max_headers,
             },
             echo_limits: Limits { max_frame: echo as u64, max_message: echo },
+            http: Arc::new(config.http_options()),
+            woken: Vec::new(),
             config,
             shared: setup.shared,
             start: Instant::now(),
@@ -232,11 +238,48 @@ impl Worker {
     }
 
     /// Fans out what publishers sent this worker (checked every turn: an empty inbox costs a
-    /// failed pop; the eventfd only ends the wait).
+    /// failed pop; the eventfd only ends the wait), then answers the long-polls it woke.
     fn drain_inbox(&mut self) {
         let mut work =
             Work { conns: &mut self.conns, dirty: &mut self.dirty, stats: &self.shared.stats[self.index] };
         self.broadcast.drain(&mut work);
+        let mut woken = std::mem::take(&mut self.woken);
+        self.broadcast.take_woken(&mut woken);
+        for slot in woken.drain(..) {
+            self.answer_poll(slot, false);
+        }
+        self.woken = woken;
+    }
+
+    /// Answers a parked long-poll (woken, or `timed_out`), then serves what was pipelined
+    /// behind it.
+    fn answer_poll(&mut self, slot: u32, timed_out: bool) {
+        let owner = self.env_owner(slot);
+        owner.run(|env| {
+            let before = self.conns[slot as usize].phase;
+            let stats = &self.shared.stats[self.index];
+            let mut work = Work { conns: &mut self.conns, dirty: &mut self.dirty, stats };
+            self.broadcast.answer_poll(slot, timed_out, env, &mut work);
+            self.after_input(slot, before, env);
+        });
+        self.reconcile(slot);
+    }
+
+    /// What an [`Env`] borrows, cloned out of the worker so that the worker itself stays free
+    /// to change while a connection processes input.
+    fn env_owner(&self, slot: u32) -> EnvOwner {
+        EnvOwner {
+            shared: Arc::clone(&self.shared),
+            config: Arc::clone(&self.config),
+            hub: Arc::clone(self.broadcast.hub()),
+            http: Arc::clone(&self.http),
+            index: self.index,
+            loopback: self.conns.get(slot as usize).is_some_and(|c| c.loopback),
+            now_us: self.now_us,
+            header_limits: self.header_limits,
+            echo_limits: self.echo_limits,
+            ws_limits: self.ws_limits,
+        }
     }
 
     fn arm_recv(&mut self, slot: u32) {
@@ -452,42 +495,27 @@ impl Worker {
 
     /// Hands received bytes to the connection's state machine.
     fn deliver(&mut self, slot: u32, bid: u16, len: usize) {
-        let shared = Arc::clone(&self.shared);
-        let config = Arc::clone(&self.config);
-        let hub = Arc::clone(self.broadcast.hub());
-        let metrics_fn = {
-            let shared = Arc::clone(&shared);
-            move || metrics::render(&shared.stats)
-        };
-        let gate = PublishGate {
-            hub: &hub,
-            token: config.publish_token.as_deref(),
-            loopback: self.conns[slot as usize].loopback,
-            now_us: self.now_us,
-            max_batch: config.max_batch,
-            stats: &shared.stats[self.index],
-        };
-        let stats = &shared.stats[self.index];
-        let env = Env {
-            header_limits: self.header_limits,
-            echo_limits: self.echo_limits,
-            ws_limits: self.ws_limits,
-            max_body: config.max_body,
-            send_queue_limit: config.send_queue_limit,
-            stats,
-            metrics: &metrics_fn,
-            publish: Some(&gate),
-        };
-        let data = self.bufs.buffer_mut(bid, len);
+        let owner = self.env_owner(slot);
+        owner.run(|env| {
+            let data = self.bufs.buffer_mut(bid, len);
+            let conn = &mut self.conns[slot as usize];
+            let before = conn.phase;
+            conn.last_rx_tick = self.now_tick;
+            conn.ping_outstanding = false;
+            conn.on_data(data, env);
+            self.after_input(slot, before, env);
+        });
+    }
+
+    /// After a connection processed input: carries out the operations it parsed, and the
+    /// deadlines and gauges of its phase change.
+    fn after_input(&mut self, slot: u32, before: Phase, env: &Env<'_>) {
         let conn = &mut self.conns[slot as usize];
-        let before = conn.phase;
-        conn.last_rx_tick = self.now_tick;
-        conn.ping_outstanding = false;
-        conn.on_data(data, &env);
         if !conn.ops.is_empty() {
             let ops = conn.take_ops();
+            let stats = &self.shared.stats[self.index];
             let mut work = Work { conns: &mut self.conns, dirty: &mut self.dirty, stats };
-            self.broadcast.run_ops(slot, ops, &env, &mut work);
+            self.broadcast.run_ops(slot, ops, env, &mut work);
         }
         let conn = &self.conns[slot as usize];
         let after = conn.phase;
@@ -512,6 +540,17 @@ impl Worker {
                 self.conns[slot as usize].upgraded = true;
                 self.set_deadline(slot, self.config.idle_timeout);
             }
+            (Phase::Http, Phase::Sse) => {
+                metrics::inc(&stats.sse_streams);
+                self.conns[slot as usize].sse = true;
+                self.set_deadline(slot, self.config.sse_heartbeat);
+            }
+            (_, Phase::LongPoll) => {
+                let timeout = self.conns[slot as usize].poll.as_ref().map_or(Duration::ZERO, |p| p.timeout);
+                self.set_deadline(slot, timeout);
+            }
+            // Answered; the keep-alive connection waits for its next request.
+            (Phase::LongPoll, Phase::Http) => self.set_deadline(slot, self.config.handshake_timeout),
             (_, Phase::Closing | Phase::Draining) => self.set_deadline(slot, self.config.close_timeout),
             _ => {}
         }
@@ -558,8 +597,15 @@ impl Worker {
 
     fn finish_close(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
+        let stats = &self.shared.stats[self.index];
         if conn.upgraded {
-            metrics::dec(&self.shared.stats[self.index].websockets);
+            metrics::dec(&stats.websockets);
+        }
+        if conn.sse {
+            metrics::dec(&stats.sse_streams);
+        }
+        if conn.poll.is_some() {
+            metrics::dec(&stats.longpolls); // closed while parked
         }
         let subs = conn.subs.take();
         conn.release();
@@ -716,20 +762,13 @@ impl Worker {
                     metrics::inc(&stats.idle_timeouts);
                     self.conns[slot as usize].abort();
                 } else {
-                    let env = Env {
-                        header_limits: self.header_limits,
-                        echo_limits: self.echo_limits,
-                        ws_limits: self.ws_limits,
-                        max_body: self.config.max_body,
-                        send_queue_limit: self.config.send_queue_limit,
-                        stats: &self.shared.stats[self.index],
-                        metrics: &String::new, // timers never serve /metrics
-                        publish: None,
-                    };
-                    let conn = &mut self.conns[slot as usize];
-                    let before = conn.phase;
-                    conn.ping(&env);
-                    let after = conn.phase;
+                    let owner = self.env_owner(slot);
+                    let (before, after) = owner.run(|env| {
+                        let conn = &mut self.conns[slot as usize];
+                        let before = conn.phase;
+                        conn.ping(env);
+                        (before, conn.phase)
+                    });
                     if before == after {
                         self.set_deadline(slot, self.config.pong_timeout);
                     } else {
@@ -737,6 +776,20 @@ impl Worker {
                     }
                 }
             }
+            Phase::Sse => {
+                let owner = self.env_owner(slot);
+                let after = owner.run(|env| {
+                    let conn = &mut self.conns[slot as usize];
+                    conn.heartbeat(env);
+                    conn.phase
+                });
+                if after == Phase::Sse {
+                    self.set_deadline(slot, self.config.sse_heartbeat);
+                } else {
+                    self.on_phase_change(slot, Phase::Sse, after);
+                }
+            }
+            Phase::LongPoll => return self.answer_poll(slot, true),
             Phase::Closing | Phase::Draining => {
                 metrics::inc(&stats.close_timeouts);
                 self.conns[slot as usize].abort();
@@ -793,5 +846,47 @@ impl Worker {
             self.on_phase_change(slot, before, after);
             self.reconcile(slot);
         }
+    }
+}
+
+/// The values an [`Env`] borrows (see `Worker::env_owner`).
+struct EnvOwner {
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    hub: Arc<Hub>,
+    http: Arc<HttpOptions>,
+    index: usize,
+    loopback: bool,
+    now_us: u64,
+    header_limits: HeaderLimits,
+    echo_limits: Limits,
+    ws_limits: Limits,
+}
+
+impl EnvOwner {
+    /// Runs `f` with the connection environment built from these values.
+    fn run<R>(&self, f: impl FnOnce(&Env<'_>) -> R) -> R {
+        let stats = &self.shared.stats[self.index];
+        let metrics_fn = || metrics::render(&self.shared.stats);
+        let gate = PublishGate {
+            hub: &self.hub,
+            token: self.config.publish_token.as_deref(),
+            loopback: self.loopback,
+            now_us: self.now_us,
+            max_batch: self.config.max_batch,
+            stats,
+        };
+        let env = Env {
+            header_limits: self.header_limits,
+            echo_limits: self.echo_limits,
+            ws_limits: self.ws_limits,
+            max_body: self.config.max_body,
+            send_queue_limit: self.config.send_queue_limit,
+            stats,
+            metrics: &metrics_fn,
+            publish: Some(&gate),
+            http: &self.http,
+        };
+        f(&env)
     }
 }

@@ -1,0 +1,240 @@
+//! `/poll` and `/longpoll`: answers built from the channels' history rings.
+//!
+//! A poll names channels and, per channel, the last seq the client has (`since`). The answer
+//! carries every retained message after it (oldest first, up to a batch limit shared fairly
+//! between the channels), a `gap` for what history no longer holds, and `next`: the positions
+//! to ask from next time. A long-poll with nothing to answer yet is parked on its worker (see
+//! `broadcast`) until a message of one of its channels arrives or its deadline passes; neither
+//! costs a thread or a timer syscall.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tickcast_protocol::envelope::ErrorCode;
+use tickcast_protocol::fallback;
+
+use crate::hub::{Channel, Hub, Published};
+
+/// A validated poll: channels with the position to answer from.
+#[derive(Debug)]
+pub struct PollRequest {
+    /// Each channel with `since`: the answer starts after it.
+    pub channels: Vec<(Arc<Channel>, u64)>,
+    /// How long a long-poll may wait (already capped); zero for `/poll`.
+    pub timeout: Duration,
+    /// Keep the connection open after the answer.
+    pub keep_alive: bool,
+    /// Extra response headers (CORS), owned: a parked poll answers later.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// A refusal, as an HTTP status with a JSON error.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    Refusal { status: 400, code, message: message.into() }
+}
+
+/// Limits a poll is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct PollLimits {
+    pub max_channels: usize,
+    pub default_timeout: Duration,
+    pub max_timeout: Duration,
+}
+
+/// Parses `timeout=N` (seconds, integer or decimal).
+fn parse_timeout(value: &str) -> Option<Duration> {
+    let secs: f64 = value.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+}
+
+/// Validates a poll's query: `channels` (names only: prefix patterns need a stream, since a
+/// poll must name what it resumes), `since`, and for long-polls `timeout`. Channels are
+/// created on first use, as for subscriptions.
+pub fn parse(
+    query: Option<&str>,
+    hub: &Hub,
+    limits: PollLimits,
+    longpoll: bool,
+) -> Result<PollRequest, Refusal> {
+    let mut names: Vec<String> = Vec::new();
+    let mut since = BTreeMap::new();
+    let mut timeout = if longpoll { limits.default_timeout } else { Duration::ZERO };
+    for (key, value) in crate::http::query_pairs(query.unwrap_or(""))? {
+        match key {
+            "channels" => names.extend(value.split(',').filter(|c| !c.is_empty()).map(str::to_owned)),
+            "since" => {
+                fallback::parse_positions(&value, &mut since).map_err(|m| refuse(ErrorCode::BadRequest, m))?
+            }
+            "timeout" if longpoll => {
+                timeout = parse_timeout(&value)
+                    .ok_or_else(|| refuse(ErrorCode::BadRequest, "timeout is a number of seconds"))?;
+            }
+            _ => {}
+        }
+    }
+    if names.is_empty() {
+        return Err(refuse(ErrorCode::BadRequest, "name the channels: ?channels=a,b"));
+    }
+    names.sort_unstable();
+    names.dedup();
+    if names.len() > limits.max_channels {
+        let message = format!("at most {} channels per request", limits.max_channels);
+        return Err(refuse(ErrorCode::TooManySubscriptions, message));
+    }
+    let mut channels = Vec::with_capacity(names.len());
+    for name in &names {
+        if name.contains('*') {
+            return Err(refuse(
+                ErrorCode::BadRequest,
+                "prefix patterns need a stream (/ws or /sse); a poll names its channels",
+            ));
+        }
+        let channel =
+            hub.channel(name).map_err(|e| Refusal { status: 400, code: e.code(), message: e.to_string() })?;
+        // Without a position (or one from before a restart, beyond the newest seq) the
+        // channel starts live: the answer only tells where it stands.
+        let last = channel.last_seq();
+        let from = since.get(name).map_or(last, |&s| s.min(last));
+        channels.push((channel, from));
+    }
+    Ok(PollRequest {
+        channels,
+        timeout: timeout.min(limits.max_timeout),
+        keep_alive: true,
+        headers: Vec::new(),
+    })
+}
+
+/// An answer ready to send.
+#[derive(Debug)]
+pub struct Answer {
+    pub body: Vec<u8>,
+    /// Envelopes in the answer.
+    pub messages: usize,
+    /// Whether it has anything besides positions (messages or gaps): a long-poll waits until
+    /// it has.
+    pub has_news: bool,
+}
+
+/// Builds the answer for `req` from history, at most `batch` messages over all channels
+/// (each channel gets an equal share of what is left, in order, so one busy channel cannot
+/// starve the others). `scratch` is reused between calls.
+pub fn answer(req: &PollRequest, batch: usize, scratch: &mut Vec<Arc<Published>>) -> Answer {
+    scratch.clear();
+    let mut gaps = Vec::new();
+    let mut next = Vec::with_capacity(req.channels.len());
+    let mut left = batch.max(1);
+    for (i, (channel, since)) in req.channels.iter().enumerate() {
+        let share = left.div_ceil(req.channels.len() - i);
+        let start = scratch.len();
+        // Everything retained, cut to the share after: a gap does not count against the
+        // batch, so a client far behind learns the whole gap at once.
+        let gap = channel.replay(*since, u64::MAX, scratch);
+        scratch.truncate(start + share.min(scratch.len() - start));
+        left -= scratch.len() - start;
+        let mut position = scratch[start..].last().map_or(*since, |m| m.seq());
+        if let Some(gap) = gap {
+            gaps.push((channel.name().as_ref(), gap.from, gap.to));
+            position = position.max(gap.to);
+        }
+        next.push((channel.name().as_ref(), position));
+    }
+    let mut body = Vec::with_capacity(64 + scratch.iter().map(|m| m.json().len() + 1).sum::<usize>());
+    fallback::write_poll_answer(&mut body, scratch.iter().map(|m| &m.json()[..]), &gaps, next);
+    Answer { body, messages: scratch.len(), has_news: !scratch.is_empty() || !gaps.is_empty() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{HistoryLimits, HubConfig};
+    use tickcast_protocol::envelope::Data;
+
+    fn hub(history: usize) -> Arc<Hub> {
+        let config = HubConfig {
+            history: HistoryLimits { messages: history, bytes: 1 << 20 },
+            ..HubConfig::default()
+        };
+        Hub::new(1, config).unwrap().0
+    }
+
+    const LIMITS: PollLimits = PollLimits {
+        max_channels: 4,
+        default_timeout: Duration::from_secs(25),
+        max_timeout: Duration::from_secs(60),
+    };
+
+    fn json(body: &[u8]) -> serde_json::Value {
+        serde_json::from_slice(body).unwrap()
+    }
+
+    #[test]
+    fn answers_from_history_with_gaps_and_positions() {
+        let hub = hub(4);
+        for i in 0..6 {
+            hub.publish("a", Data::Json(format!("{i}").as_bytes()), 1).unwrap();
+        }
+        hub.publish("b", Data::Text("x"), 1).unwrap();
+        let req = parse(Some("channels=a,b&since=a:0,b:0"), &hub, LIMITS, false).unwrap();
+        let a = answer(&req, 100, &mut Vec::new());
+        let v = json(&a.body);
+        // History holds a:3..=6; 1..=2 are a gap.
+        assert_eq!(v["gaps"], serde_json::json!([{"type":"gap","channel":"a","from":1,"to":2}]));
+        let seqs: Vec<_> =
+            v["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [3, 4, 5, 6, 1]);
+        assert_eq!(v["next"], serde_json::json!({"a": 6, "b": 1}));
+        assert!(a.has_news);
+        assert_eq!(a.messages, 5);
+
+        // No position: starts live. A position past the newest (a restart): live too.
+        let req = parse(Some("channels=a,b&since=b:99"), &hub, LIMITS, false).unwrap();
+        let v = json(&answer(&req, 100, &mut Vec::new()).body);
+        assert_eq!(v, serde_json::json!({"messages": [], "gaps": [], "next": {"a": 6, "b": 1}}));
+    }
+
+    #[test]
+    fn batch_is_shared_between_channels() {
+        let hub = hub(100);
+        for _ in 0..10 {
+            hub.publish("a", Data::Text("x"), 1).unwrap();
+            hub.publish("b", Data::Text("y"), 1).unwrap();
+        }
+        let req = parse(Some("channels=a,b&since=a:0,b:0"), &hub, LIMITS, false).unwrap();
+        let v = json(&answer(&req, 5, &mut Vec::new()).body);
+        assert_eq!(v["messages"].as_array().unwrap().len(), 5);
+        assert_eq!(v["next"], serde_json::json!({"a": 3, "b": 2}));
+        // Asking again from `next` continues exactly where it stopped.
+        let req = parse(Some("channels=a,b&since=a:3,b:2"), &hub, LIMITS, false).unwrap();
+        let v = json(&answer(&req, 100, &mut Vec::new()).body);
+        assert_eq!(v["messages"][0]["seq"], 4);
+        assert_eq!(v["next"], serde_json::json!({"a": 10, "b": 10}));
+    }
+
+    #[test]
+    fn refusals() {
+        let hub = hub(4);
+        let bad = |q: &str| parse(Some(q), &hub, LIMITS, true).unwrap_err();
+        assert_eq!(bad("since=a:1").code, ErrorCode::BadRequest);
+        assert_eq!(bad("channels=a&since=a:x").code, ErrorCode::BadRequest);
+        assert_eq!(bad("channels=ticker.*").code, ErrorCode::BadRequest);
+        assert_eq!(bad("channels=a%20b").code, ErrorCode::InvalidChannel);
+        assert_eq!(bad("channels=a,b,c,d,e").code, ErrorCode::TooManySubscriptions);
+        assert_eq!(bad("channels=a&timeout=-1").code, ErrorCode::BadRequest);
+        assert_eq!(bad("channels=a&timeout=soon").code, ErrorCode::BadRequest);
+        assert_eq!(bad("channels=%zz").status, 400);
+        let capped = parse(Some("channels=a&timeout=3600"), &hub, LIMITS, true).unwrap();
+        assert_eq!(capped.timeout, Duration::from_secs(60));
+        let default = parse(Some("channels=a&since=a:0"), &hub, LIMITS, true).unwrap();
+        assert_eq!(default.timeout, Duration::from_secs(25));
+        assert_eq!(default.channels[0].1, 0);
+    }
+}
