@@ -318,3 +318,273 @@ fn saturate_publishes_within_its_window() {
     assert_eq!(r.loss.delivered, r.totals.expected(), "{:?}", r.loss);
     assert_eq!(r.loss.lost(), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Against tickcast itself: the HTTP transports (SSE, polling, long-polling) end to end, with the
+// load generator's HTTP publisher. The server is the real `tickcast` binary, built on demand.
+
+/// The `tickcast` binary: `$TICKCAST_BIN`, or built now (once per test process) into this
+/// test's own target directory and profile.
+fn tickcast_bin() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("TICKCAST_BIN") {
+            return bin.into();
+        }
+        // target/<profile>/deps/e2e-<hash> -> target/<profile>
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
+        let target_dir = profile_dir.parent().unwrap();
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "--locked",
+                "--quiet",
+                "-p",
+                "tickcast-server",
+                "--bin",
+                "tickcast",
+                "--profile",
+                profile,
+            ])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo to build tickcast");
+        assert!(status.success(), "building tickcast failed");
+        profile_dir.join("tickcast")
+    })
+    .clone()
+}
+
+/// A `tickcast` child process on an ephemeral loopback port; killed (by its PID) when dropped.
+struct Tickcast {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Tickcast {
+    fn start(args: &[&str]) -> Tickcast {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(tickcast_bin())
+            .args(["--listen", "127.0.0.1:0", "--threads", "1", "--no-feed", "--log", "info"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting tickcast");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = loop {
+            let line =
+                rx.recv_timeout(Duration::from_secs(30)).expect("tickcast did not say where it listens");
+            if let Some((_, rest)) = line.split_once("listening on ") {
+                break rest.split(',').next().unwrap().trim().parse().unwrap();
+            }
+        };
+        Tickcast { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The newest seq of `channel` (0: none yet), from a `/poll` answer's `next`.
+    fn head(&self, channel: &str) -> u64 {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr).unwrap();
+        let request =
+            format!("GET /poll?channels={channel} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        json["next"][channel].as_u64().unwrap_or(0)
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+}
+
+impl Drop for Tickcast {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rate` against `server` for `duration`, with `args` added.
+fn rate_against(server: &Tickcast, duration: &str, args: &[&str]) -> RunResult {
+    let url = server.url();
+    let mut all = vec!["rate", "--url", &url, "--duration", duration, "--size", "128"];
+    all.extend_from_slice(args);
+    run(&plan(&all), Observe::default())
+}
+
+/// Every published message reached every subscriber of its channel once, in order, none lost,
+/// nothing unparsable, no connection lost; latency recorded for each delivery.
+fn assert_everything_delivered(r: &RunResult) {
+    let c = &r.totals.counters;
+    assert!(r.totals.published >= 100, "published {}", r.totals.published);
+    assert_eq!(c.publish_ok, r.totals.published, "{c:?}");
+    assert_eq!(c.publish_failed, 0, "{c:?}");
+    assert_eq!(r.loss.delivered, r.totals.expected(), "{:?} {c:?}", r.loss);
+    assert_eq!(r.loss.lost(), 0, "{:?}", r.loss);
+    assert_eq!((r.loss.duplicates, r.loss.reordered), (0, 0), "{:?}", r.loss);
+    assert_eq!((c.malformed, c.messages_unstamped, c.gap_notices), (0, 0, 0), "{c:?}");
+    assert_eq!((c.connected, c.disconnected), (r.plan.clients.count, 0), "{c:?}");
+    assert_eq!(r.totals.hists["latency"].len(), r.loss.delivered);
+    assert!(r.warnings.iter().all(|w| !w.contains("DELIVERY") && !w.contains("LOSS")), "{:?}", r.warnings);
+}
+
+#[test]
+fn sse_against_tickcast_delivers_every_message() {
+    let server = Tickcast::start(&[]);
+    let r = rate_against(
+        &server,
+        "1s",
+        &[
+            "--transport",
+            "sse",
+            "--clients",
+            "4",
+            "--rate",
+            "200",
+            "--channels",
+            "a,b",
+            "--channels-per-client",
+            "2",
+        ],
+    );
+    assert_everything_delivered(&r);
+    assert_eq!(r.totals.streams, 8);
+    // Each stream's `event: subscribed` is a control message, not a delivery.
+    assert!(r.totals.counters.control_messages >= 4, "{:?}", r.totals.counters);
+    assert_eq!(r.totals.counters.reconnects, 0);
+}
+
+#[test]
+fn poll_against_tickcast_delivers_every_message() {
+    let server = Tickcast::start(&[]);
+    let r = rate_against(
+        &server,
+        "1s",
+        &[
+            "--transport",
+            "poll",
+            "--poll-interval",
+            "100ms",
+            "--clients",
+            "3",
+            "--rate",
+            "200",
+            "--channels",
+            "a,b",
+            "--channels-per-client",
+            "2",
+        ],
+    );
+    assert_everything_delivered(&r);
+    let c = r.totals.counters;
+    // Open loop: one poll per client per interval over the run and its drain (and the priming
+    // polls); a slow answer makes a poll late, never skipped silently.
+    assert!(c.requests >= 3 * 10, "{c:?}");
+}
+
+#[test]
+fn longpoll_against_tickcast_delivers_every_message() {
+    let server = Tickcast::start(&[]);
+    let r = rate_against(
+        &server,
+        "1s",
+        &[
+            "--transport",
+            "longpoll",
+            "--clients",
+            "3",
+            "--rate",
+            "200",
+            "--channels",
+            "a,b,c",
+            "--channels-per-client",
+            "2",
+        ],
+    );
+    assert_everything_delivered(&r);
+    let c = r.totals.counters;
+    assert!(c.requests > 3 * 5, "{c:?}");
+    assert!(!r.totals.hists["exposure"].is_empty());
+}
+
+/// Polls further apart than the server's history is long: what history no longer holds comes
+/// as `gaps`, and the load generator counts it as announced loss, not silent loss.
+#[test]
+fn poll_against_tickcast_counts_what_history_no_longer_holds() {
+    let server = Tickcast::start(&["--history", "16"]);
+    let r = rate_against(
+        &server,
+        "1s",
+        &[
+            "--transport",
+            "poll",
+            "--poll-interval",
+            "400ms",
+            "--clients",
+            "2",
+            "--rate",
+            "200",
+            "--channels",
+            "a",
+        ],
+    );
+    let c = r.totals.counters;
+    assert_eq!(c.publish_ok, r.totals.published, "{c:?}");
+    assert!(c.gap_notices > 0 && c.gap_announced > 0, "{c:?}");
+    assert!(r.loss.delivered < r.totals.expected(), "{:?}", r.loss);
+    // Every message is either delivered or announced lost by a gap notice: no silent loss.
+    assert_eq!(r.loss.delivered + c.gap_announced, r.totals.expected(), "{:?} {c:?}", r.loss);
+    assert_eq!(r.loss.lost(), c.gap_announced, "{:?} {c:?}", r.loss);
+    assert_eq!(r.loss.duplicates, 0);
+}
+
+/// The server stops (SIGSTOP) for 600 ms in the middle of an SSE run: the messages published
+/// meanwhile arrive late, and that shows in the latency, with nothing lost.
+#[test]
+fn a_stopped_tickcast_shows_up_as_sse_latency() {
+    use rustix::process::Signal;
+    let server = Tickcast::start(&[]);
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            // Once the publisher has started (channel `a` has a message), plus a little.
+            while server.head("a") == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            server.signal(Signal::STOP);
+            std::thread::sleep(Duration::from_millis(600));
+            server.signal(Signal::CONT);
+        });
+        rate_against(
+            &server,
+            "2s",
+            &["--transport", "sse", "--clients", "2", "--rate", "100", "--channels", "a"],
+        )
+    });
+    assert_everything_delivered(&r);
+    let latency = &r.totals.hists["latency"];
+    assert!(latency.at(1.0) >= 500_000_000, "max {}", latency.at(1.0));
+}
