@@ -588,3 +588,71 @@ fn a_stopped_tickcast_shows_up_as_sse_latency() {
     let latency = &r.totals.hists["latency"];
     assert!(latency.at(1.0) >= 500_000_000, "max {}", latency.at(1.0));
 }
+
+#[test]
+fn websocket_against_tickcast_delivers_every_message() {
+    let server = Tickcast::start(&[]);
+    let r = rate_against(
+        &server,
+        "1s",
+        &[
+            "--transport",
+            "ws",
+            "--clients",
+            "4",
+            "--rate",
+            "200",
+            "--channels",
+            "a,b",
+            "--channels-per-client",
+            "2",
+        ],
+    );
+    assert_everything_delivered(&r);
+    assert_eq!(r.totals.streams, 8);
+    // One `subscribed` acknowledgement per connection: a control message, not a delivery.
+    assert!(r.totals.counters.control_messages >= 4, "{:?}", r.totals.counters);
+}
+
+#[test]
+fn a_websocket_publisher_against_tickcast_reaches_every_subscriber() {
+    let server = Tickcast::start(&["--allow-client-publish", "a"]);
+    let r = rate_against(
+        &server,
+        "1s",
+        &["--transport", "sse", "--publisher", "ws", "--clients", "3", "--rate", "200", "--channels", "a"],
+    );
+    assert_everything_delivered(&r);
+}
+
+/// The server dies (SIGKILL) during a long-polling run: every client is cut off and says so,
+/// the publisher's failures are counted, and the run still ends.
+#[test]
+fn a_tickcast_killed_mid_run_cuts_long_pollers_off_and_the_run_ends() {
+    let server = Tickcast::start(&[]);
+    let started = std::time::Instant::now();
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            while server.head("a") == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            server.signal(rustix::process::Signal::KILL);
+        });
+        rate_against(
+            &server,
+            "2s",
+            &["--transport", "longpoll", "--clients", "3", "--rate", "100", "--channels", "a"],
+        )
+    });
+    let c = r.totals.counters;
+    assert_eq!(c.disconnected, 3, "{c:?}");
+    // Deliveries happened before the kill, none of a message never published. (A message whose
+    // publish failed may still have been delivered: the server can die after sequencing it and
+    // before answering the publisher.)
+    assert!(r.loss.delivered > 0 && r.loss.delivered <= 3 * r.totals.published, "{:?} {c:?}", r.loss);
+    assert!(c.publish_ok > 0, "{c:?}");
+    assert_eq!(r.loss.duplicates, 0);
+    assert!(r.warnings.iter().any(|w| w.contains("cut off")), "{:?}", r.warnings);
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
