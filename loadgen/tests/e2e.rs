@@ -42,6 +42,14 @@ impl Drop for Peer {
     }
 }
 
+/// Every test here is a small measured run with real timing: run them one at a time, so that on a
+/// small machine they do not slow each other down (a stall or a late echo must come from the test
+/// itself). A failed test poisons the lock; the next one takes it anyway.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn plan(args: &[&str]) -> Plan {
     let mut all = vec!["tickcast-loadgen"];
     all.extend_from_slice(args);
@@ -55,6 +63,7 @@ fn run(plan: &Plan, observe: Observe) -> RunResult {
 
 #[test]
 fn echo_closed_loop_round_trips() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&["echo", "--url", &url, "--clients", "4", "--duration", "500ms", "--size", "200"]);
@@ -72,6 +81,7 @@ fn echo_closed_loop_round_trips() {
 
 #[test]
 fn echo_open_loop_keeps_its_schedule() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&["echo", "--url", &url, "--clients", "2", "--rate", "200", "--duration", "1s"]);
@@ -84,6 +94,7 @@ fn echo_open_loop_keeps_its_schedule() {
 
 #[test]
 fn rate_delivers_everything_to_every_subscriber() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&["rate", "--url", &url, "--clients", "5", "--rate", "500", "--duration", "1s"]);
@@ -100,6 +111,7 @@ fn rate_delivers_everything_to_every_subscriber() {
 
 #[test]
 fn connect_storm_counts_handshakes() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&["connect", "--url", &url, "--clients", "200", "--connect-rate", "2000"]);
@@ -113,6 +125,7 @@ fn connect_storm_counts_handshakes() {
 
 #[test]
 fn idle_over_worker_processes_samples_the_server() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&[
@@ -144,6 +157,7 @@ fn idle_over_worker_processes_samples_the_server() {
 
 #[test]
 fn a_server_that_dies_mid_run_shows_up() {
+    let _serial = one_at_a_time();
     let mut peer = Peer::start();
     let url = peer.url();
     let p = plan(&["echo", "--url", &url, "--clients", "3", "--duration", "3s"]);
@@ -161,6 +175,7 @@ fn a_server_that_dies_mid_run_shows_up() {
 
 #[test]
 fn ramp_steps_until_the_slo_breaks() {
+    let _serial = one_at_a_time();
     use tickcast_loadgen::search::{Stepping, last_good, ramp};
     let peer = Peer::start();
     let url = peer.url();
@@ -244,6 +259,7 @@ impl StallProxy {
 
 #[test]
 fn a_stalled_server_shows_up_as_latency_not_as_fewer_samples() {
+    let _serial = one_at_a_time();
     use std::sync::atomic::Ordering;
     let peer = Peer::start();
     let proxy = StallProxy::start(peer.addr);
@@ -270,6 +286,7 @@ fn a_stalled_server_shows_up_as_latency_not_as_fewer_samples() {
 
 #[test]
 fn a_count_limited_run_ends_when_every_client_is_done() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&["echo", "--url", &url, "--clients", "2", "--count", "50", "--duration", "5s"]);
@@ -281,6 +298,7 @@ fn a_count_limited_run_ends_when_every_client_is_done() {
 
 #[test]
 fn a_websocket_publisher_reaches_every_subscriber() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&[
@@ -308,6 +326,7 @@ fn a_websocket_publisher_reaches_every_subscriber() {
 
 #[test]
 fn saturate_publishes_within_its_window() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&["saturate", "--url", &url, "--clients", "4", "--window", "4", "--duration", "1s"]);
@@ -453,6 +472,7 @@ fn assert_everything_delivered(r: &RunResult) {
 
 #[test]
 fn sse_against_tickcast_delivers_every_message() {
+    let _serial = one_at_a_time();
     let server = Tickcast::start(&[]);
     let r = rate_against(
         &server,
@@ -479,6 +499,7 @@ fn sse_against_tickcast_delivers_every_message() {
 
 #[test]
 fn poll_against_tickcast_delivers_every_message() {
+    let _serial = one_at_a_time();
     let server = Tickcast::start(&[]);
     let r = rate_against(
         &server,
@@ -507,6 +528,7 @@ fn poll_against_tickcast_delivers_every_message() {
 
 #[test]
 fn longpoll_against_tickcast_delivers_every_message() {
+    let _serial = one_at_a_time();
     let server = Tickcast::start(&[]);
     let r = rate_against(
         &server,
@@ -534,6 +556,7 @@ fn longpoll_against_tickcast_delivers_every_message() {
 /// as `gaps`, and the load generator counts it as announced loss, not silent loss.
 #[test]
 fn poll_against_tickcast_counts_what_history_no_longer_holds() {
+    let _serial = one_at_a_time();
     let server = Tickcast::start(&["--history", "16"]);
     let r = rate_against(
         &server,
@@ -565,6 +588,7 @@ fn poll_against_tickcast_counts_what_history_no_longer_holds() {
 /// meanwhile arrive late, and that shows in the latency, with nothing lost.
 #[test]
 fn a_stopped_tickcast_shows_up_as_sse_latency() {
+    let _serial = one_at_a_time();
     use rustix::process::Signal;
     let server = Tickcast::start(&[]);
     let r = std::thread::scope(|s| {
@@ -591,6 +615,7 @@ fn a_stopped_tickcast_shows_up_as_sse_latency() {
 
 #[test]
 fn websocket_against_tickcast_delivers_every_message() {
+    let _serial = one_at_a_time();
     let server = Tickcast::start(&[]);
     let r = rate_against(
         &server,
@@ -616,6 +641,7 @@ fn websocket_against_tickcast_delivers_every_message() {
 
 #[test]
 fn a_websocket_publisher_against_tickcast_reaches_every_subscriber() {
+    let _serial = one_at_a_time();
     let server = Tickcast::start(&["--allow-client-publish", "a"]);
     let r = rate_against(
         &server,
@@ -629,6 +655,7 @@ fn a_websocket_publisher_against_tickcast_reaches_every_subscriber() {
 /// the publisher's failures are counted, and the run still ends.
 #[test]
 fn a_tickcast_killed_mid_run_cuts_long_pollers_off_and_the_run_ends() {
+    let _serial = one_at_a_time();
     let server = Tickcast::start(&[]);
     let started = std::time::Instant::now();
     let r = std::thread::scope(|s| {
