@@ -10,7 +10,7 @@ use crate::engine::{WorkerEvent, WorkerResult};
 use crate::loss::LossTotals;
 use crate::plan::{Plan, Scenario};
 use crate::procfs::{self, MemSample};
-use crate::report::progress::Progress;
+use crate::report::progress::{Progress, Stage};
 use crate::stats::Counters;
 use crate::time::now_ns;
 use crate::workers::{Command, WorkerHandle, spawn_child, spawn_local};
@@ -112,6 +112,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
             if plan.scenario == Scenario::Connect {
                 broadcast(&mut workers, Command::Stop);
                 state.stopped = true;
+                progress.set_stage(Stage::Stopping);
             } else {
                 let t0 = now + START_DELAY;
                 let t0_ns = now_ns() + START_DELAY.as_nanos() as u64;
@@ -119,6 +120,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
                 let drain = if plan.scenario == Scenario::Rate { DRAIN } else { Duration::ZERO };
                 state.t0 = Some(t0);
                 state.stop_at = Some(t0 + plan.stop.duration + drain);
+                progress.set_stage(Stage::Running(START_DELAY + plan.stop.duration + drain));
                 state.server_cpu_start = observe.server_pid.map(server_cpu);
                 state.self_cpu_start = procfs::self_cpu_seconds();
             }
@@ -132,6 +134,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
             ));
             broadcast(&mut workers, Command::Stop);
             state.stopped = true;
+            progress.set_stage(Stage::Stopping);
         }
         if let (Some(t0), Some(pid)) = (state.t0, observe.server_pid)
             && plan.scenario == Scenario::Idle
@@ -148,6 +151,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
         {
             broadcast(&mut workers, Command::Stop);
             state.stopped = true;
+            progress.set_stage(Stage::Stopping);
             state.run_seconds = state.t0.map_or(0.0, |t0| (now - t0).as_secs_f64());
             state.server_cpu_end = observe.server_pid.map(server_cpu);
             state.self_cpu_run = procfs::self_cpu_seconds() - state.self_cpu_start;

@@ -231,6 +231,7 @@ mod tests {
         assert_eq!(stats.streams, 2);
         assert_eq!(stats.seq_max_sum, 4);
         assert_eq!(stats.subscriptions, vec![0, 0, 1, 0, 0, 1]);
+        stats.fold();
         assert_eq!(stats.hists["latency"].len(), 3);
     }
 
@@ -245,6 +246,7 @@ mod tests {
         d.finish(&mut stats);
         assert_eq!(stats.counters.superseded, 2);
         assert_eq!(stats.loss.lost(), 0);
+        stats.fold();
         assert_eq!(stats.hists["staleness"].len(), 2);
         assert_eq!(window.subscriptions.load(Ordering::Relaxed), 0);
     }

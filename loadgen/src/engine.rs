@@ -194,17 +194,32 @@ pub struct ThreadStats {
     pub subscriptions: Vec<u64>,
     /// Clients that finished opening (either way).
     pub opened: u64,
+    /// `latency`, recorded once per delivered message, kept out of `hists` (no map lookup per
+    /// message) until `fold`.
+    latency: Hist,
 }
 
 impl ThreadStats {
     /// Records `ns` into histogram `name` (and into the interval histogram when `main`).
     pub fn record(&mut self, name: &str, ns: u64, main: bool) {
-        match self.hists.get_mut(name) {
-            Some(h) => h.record_ns(ns),
-            None => self.hists.entry(name.to_string()).or_default().record_ns(ns),
+        if name == "latency" {
+            self.latency.record_ns(ns);
+        } else {
+            match self.hists.get_mut(name) {
+                Some(h) => h.record_ns(ns),
+                None => self.hists.entry(name.to_string()).or_default().record_ns(ns),
+            }
         }
         if main {
             self.interval.record_ns(ns);
+        }
+    }
+
+    /// Moves what `record` kept apart into `hists`; call before reading `hists`.
+    pub fn fold(&mut self) {
+        if !self.latency.is_empty() {
+            let latency = std::mem::take(&mut self.latency);
+            self.hists.entry("latency".to_string()).or_default().merge(&latency);
         }
     }
 }
@@ -384,7 +399,9 @@ async fn thread_main(ctx: Rc<Ctx>, first: u64, count: u64, shared: Arc<Shared>) 
     ticker.abort();
     let _ = ticker.await;
     publish_snapshot(&ctx, &shared);
-    ctx.stats.take()
+    let mut stats = ctx.stats.take();
+    stats.fold();
+    stats
 }
 
 /// The publisher's own thread: its ticker (progress, `Control`) and the publisher task.
@@ -395,7 +412,9 @@ async fn publisher_main(ctx: Rc<Ctx>, shared: Arc<Shared>) -> ThreadStats {
     ticker.abort();
     let _ = ticker.await;
     publish_snapshot(&ctx, &shared);
-    ctx.stats.take()
+    let mut stats = ctx.stats.take();
+    stats.fold();
+    stats
 }
 
 /// Counts down the clients still opening; marks the thread ready at zero.

@@ -116,27 +116,33 @@ impl SeqTracker {
         totals
     }
 
+    /// The bit of `seq` in the ring: the window holds the last `WINDOW` sequence numbers, each at
+    /// `seq mod WINDOW`, so advancing by one clears one bit instead of shifting every word.
+    fn slot(seq: u64) -> (usize, u64) {
+        let at = seq % WINDOW;
+        ((at / 64) as usize, 1 << (at % 64))
+    }
+
     fn get(&self, age: u64) -> bool {
-        let (word, bit) = ((age / 64) as usize, age % 64);
-        self.window[word] & (1 << bit) != 0
+        let (word, bit) = Self::slot(self.max - age);
+        self.window[word] & bit != 0
     }
 
     fn set(&mut self, age: u64) {
-        let (word, bit) = ((age / 64) as usize, age % 64);
-        self.window[word] |= 1 << bit;
+        let (word, bit) = Self::slot(self.max - age);
+        self.window[word] |= bit;
     }
 
-    /// Ages every remembered bit by `by`.
+    /// Makes room for `max + by`: forgets the bits of the `by` sequence numbers that fall out of
+    /// the window (their slots are the new numbers' slots).
     fn shift(&mut self, by: u64) {
         if by >= WINDOW {
             self.window = [0; WORDS];
             return;
         }
-        let (words, bits) = ((by / 64) as usize, (by % 64) as u32);
-        for i in (0..WORDS).rev() {
-            let lo = i.checked_sub(words).map_or(0, |j| self.window[j]);
-            let below = i.checked_sub(words + 1).map_or(0, |j| self.window[j]);
-            self.window[i] = if bits == 0 { lo } else { (lo << bits) | (below >> (64 - bits)) };
+        for seq in self.max + 1..=self.max + by {
+            let (word, bit) = Self::slot(seq);
+            self.window[word] &= !bit;
         }
     }
 }
@@ -214,6 +220,40 @@ mod tests {
             assert_eq!(totals.delivered, seen.len() as u64);
             assert_eq!(totals.duplicates, dups);
             assert_eq!(totals.delivered + totals.lost(), n);
+        }
+    }
+
+    /// The window as a plain set of the last `WINDOW` numbers: the ring must classify every
+    /// arrival the same way, with jumps within and beyond the window.
+    #[test]
+    fn the_ring_window_matches_a_set_model() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..20 {
+            let mut t = SeqTracker::new();
+            let mut seen = std::collections::BTreeSet::new();
+            let mut max = 0u64;
+            for _ in 0..5000 {
+                let seq = match rng.random_range(0..10) {
+                    0 => max + rng.random_range(1..3 * WINDOW),
+                    1..=3 => max.saturating_sub(rng.random_range(0..WINDOW + 50)).max(1),
+                    _ => max + 1,
+                };
+                let expected = if seq > max {
+                    if seq == max + 1 {
+                        Arrival::InOrder
+                    } else {
+                        Arrival::AfterGap { skipped: seq - max - 1 }
+                    }
+                } else if max - seq >= WINDOW || seen.contains(&seq) {
+                    Arrival::Duplicate
+                } else {
+                    Arrival::Reordered
+                };
+                assert_eq!(t.record(seq), expected, "seq {seq} max {max}");
+                seen.insert(seq);
+                max = max.max(seq);
+            }
         }
     }
 }

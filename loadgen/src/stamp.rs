@@ -36,30 +36,41 @@ pub fn write(out: &mut Vec<u8>, stamp: Stamp, size_bytes: usize) {
 /// Finds and parses the stamp in `message`, if there is one.
 pub fn parse(message: &[u8]) -> Option<Stamp> {
     // Fast path: the load generator's own payload, unwrapped, starts with `{"lg":[`.
-    let start = if message.get(1..1 + MARKER.len()) == Some(MARKER) {
+    let start = if message.len() > MARKER.len() && message[1..1 + MARKER.len()] == *MARKER {
         1 + MARKER.len()
     } else {
         find(message, MARKER)? + MARKER.len()
     };
-    let mut fields = [0u64; 3];
-    let mut rest = &message[start..];
-    for (i, field) in fields.iter_mut().enumerate() {
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || digits > 20 {
-            return None;
+    let rest = &message[start..];
+    let (seq, used) = number(rest, b',')?;
+    let rest = &rest[used..];
+    let (t_ns, used) = number(rest, b',')?;
+    let (src, _) = number(&rest[used..], b']')?;
+    Some(Stamp { seq, t_ns, src })
+}
+
+/// A decimal number of 1 to 20 digits at the start of `bytes`, followed by `separator`: the
+/// number and the bytes it and the separator take. One pass; `None` on overflow.
+fn number(bytes: &[u8], separator: u8) -> Option<(u64, usize)> {
+    let mut value: u64 = 0;
+    let mut digits = 0;
+    for &b in bytes.iter().take(21) {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
         }
-        let mut value: u64 = 0;
-        for &b in &rest[..digits] {
-            value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-        }
-        *field = value;
-        let separator = if i == 2 { b']' } else { b',' };
-        if rest.get(digits) != Some(&separator) {
-            return None;
-        }
-        rest = &rest[digits + 1..];
+        // 19 digits always fit in a u64; the 20th may not.
+        value = if digits < 19 {
+            value * 10 + u64::from(d)
+        } else {
+            value.checked_mul(10)?.checked_add(u64::from(d))?
+        };
+        digits += 1;
     }
-    Some(Stamp { seq: fields[0], t_ns: fields[1], src: fields[2] })
+    if digits == 0 || digits > 20 || bytes.get(digits) != Some(&separator) {
+        return None;
+    }
+    Some((value, digits + 1))
 }
 
 /// First occurrence of `needle` (non-empty): candidates are found by its first byte.
@@ -102,5 +113,27 @@ mod tests {
         assert_eq!(parse(b"{\"lg\":[1,2]}"), None);
         assert_eq!(parse(b"x\"l\"\"lg\":[1,2,3]"), Some(Stamp { seq: 1, t_ns: 2, src: 3 }));
         assert_eq!(parse(b"hello"), None);
+    }
+
+    #[test]
+    fn numbers_at_the_limits() {
+        let max = u64::MAX;
+        let text = format!("{{\"lg\":[{max},0,{max}]}}");
+        assert_eq!(parse(text.as_bytes()), Some(Stamp { seq: max, t_ns: 0, src: max }));
+        for bad in [
+            "{\"lg\":[18446744073709551616,1,1]}",  // u64::MAX + 1
+            "{\"lg\":[000000000000000000001,1,1]}", // 21 digits
+            "{\"lg\":[,1,1]}",
+            "{\"lg\":[1,1,1,1]}",
+            "{\"lg\":[1;1,1]}",
+            "{\"lg\":[1,1,1",
+        ] {
+            assert_eq!(parse(bad.as_bytes()), None, "{bad}");
+        }
+        assert_eq!(
+            parse(b"{\"lg\":[00000000000000000001,2,3]}"),
+            Some(Stamp { seq: 1, t_ns: 2, src: 3 }),
+            "20 digits with leading zeros"
+        );
     }
 }

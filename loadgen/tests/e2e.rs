@@ -42,6 +42,14 @@ impl Drop for Peer {
     }
 }
 
+/// Every test here is a small measured run with real timing: run them one at a time, so that on a
+/// small machine they do not slow each other down (a stall or a late echo must come from the test
+/// itself). A failed test poisons the lock; the next one takes it anyway.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn plan(args: &[&str]) -> Plan {
     let mut all = vec!["tickcast-loadgen"];
     all.extend_from_slice(args);
@@ -55,6 +63,7 @@ fn run(plan: &Plan, observe: Observe) -> RunResult {
 
 #[test]
 fn echo_closed_loop_round_trips() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&["echo", "--url", &url, "--clients", "4", "--duration", "500ms", "--size", "200"]);
@@ -72,6 +81,7 @@ fn echo_closed_loop_round_trips() {
 
 #[test]
 fn echo_open_loop_keeps_its_schedule() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&["echo", "--url", &url, "--clients", "2", "--rate", "200", "--duration", "1s"]);
@@ -84,6 +94,7 @@ fn echo_open_loop_keeps_its_schedule() {
 
 #[test]
 fn rate_delivers_everything_to_every_subscriber() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&["rate", "--url", &url, "--clients", "5", "--rate", "500", "--duration", "1s"]);
@@ -100,6 +111,7 @@ fn rate_delivers_everything_to_every_subscriber() {
 
 #[test]
 fn connect_storm_counts_handshakes() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&["connect", "--url", &url, "--clients", "200", "--connect-rate", "2000"]);
@@ -113,6 +125,7 @@ fn connect_storm_counts_handshakes() {
 
 #[test]
 fn idle_over_worker_processes_samples_the_server() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&[
@@ -144,6 +157,7 @@ fn idle_over_worker_processes_samples_the_server() {
 
 #[test]
 fn a_server_that_dies_mid_run_shows_up() {
+    let _serial = one_at_a_time();
     let mut peer = Peer::start();
     let url = peer.url();
     let p = plan(&["echo", "--url", &url, "--clients", "3", "--duration", "3s"]);
@@ -161,6 +175,7 @@ fn a_server_that_dies_mid_run_shows_up() {
 
 #[test]
 fn ramp_steps_until_the_slo_breaks() {
+    let _serial = one_at_a_time();
     use tickcast_loadgen::search::{Stepping, last_good, ramp};
     let peer = Peer::start();
     let url = peer.url();
@@ -244,6 +259,7 @@ impl StallProxy {
 
 #[test]
 fn a_stalled_server_shows_up_as_latency_not_as_fewer_samples() {
+    let _serial = one_at_a_time();
     use std::sync::atomic::Ordering;
     let peer = Peer::start();
     let proxy = StallProxy::start(peer.addr);
@@ -270,6 +286,7 @@ fn a_stalled_server_shows_up_as_latency_not_as_fewer_samples() {
 
 #[test]
 fn a_count_limited_run_ends_when_every_client_is_done() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&["echo", "--url", &url, "--clients", "2", "--count", "50", "--duration", "5s"]);
@@ -281,6 +298,7 @@ fn a_count_limited_run_ends_when_every_client_is_done() {
 
 #[test]
 fn a_websocket_publisher_reaches_every_subscriber() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&[
@@ -308,6 +326,7 @@ fn a_websocket_publisher_reaches_every_subscriber() {
 
 #[test]
 fn saturate_publishes_within_its_window() {
+    let _serial = one_at_a_time();
     let peer = Peer::start();
     let url = peer.url();
     let p = plan(&["saturate", "--url", &url, "--clients", "4", "--window", "4", "--duration", "1s"]);
@@ -317,4 +336,350 @@ fn saturate_publishes_within_its_window() {
     assert!(published > 1000, "published {published}");
     assert_eq!(r.loss.delivered, r.totals.expected(), "{:?}", r.loss);
     assert_eq!(r.loss.lost(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against tickcast itself: the HTTP transports (SSE, polling, long-polling) end to end, with the
+// load generator's HTTP publisher. The server is the real `tickcast` binary, built on demand.
+
+/// The `tickcast` binary: `$TICKCAST_BIN`, or built now (once per test process) into this
+/// test's own target directory and profile.
+fn tickcast_bin() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("TICKCAST_BIN") {
+            return bin.into();
+        }
+        // target/<profile>/deps/e2e-<hash> -> target/<profile>
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
+        let target_dir = profile_dir.parent().unwrap();
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "--locked",
+                "--quiet",
+                "-p",
+                "tickcast-server",
+                "--bin",
+                "tickcast",
+                "--profile",
+                profile,
+            ])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo to build tickcast");
+        assert!(status.success(), "building tickcast failed");
+        profile_dir.join("tickcast")
+    })
+    .clone()
+}
+
+/// A `tickcast` child process on an ephemeral loopback port; killed (by its PID) when dropped.
+struct Tickcast {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Tickcast {
+    fn start(args: &[&str]) -> Tickcast {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(tickcast_bin())
+            .args(["--listen", "127.0.0.1:0", "--threads", "1", "--no-feed", "--log", "info"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting tickcast");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = loop {
+            let line =
+                rx.recv_timeout(Duration::from_secs(30)).expect("tickcast did not say where it listens");
+            if let Some((_, rest)) = line.split_once("listening on ") {
+                break rest.split(',').next().unwrap().trim().parse().unwrap();
+            }
+        };
+        Tickcast { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The newest seq of `channel` (0: none yet), from a `/poll` answer's `next`.
+    fn head(&self, channel: &str) -> u64 {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr).unwrap();
+        let request =
+            format!("GET /poll?channels={channel} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        json["next"][channel].as_u64().unwrap_or(0)
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+}
+
+impl Drop for Tickcast {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rate` against `server` for `duration`, with `args` added.
+fn rate_against(server: &Tickcast, duration: &str, args: &[&str]) -> RunResult {
+    let url = server.url();
+    let mut all = vec!["rate", "--url", &url, "--duration", duration, "--size", "128"];
+    all.extend_from_slice(args);
+    run(&plan(&all), Observe::default())
+}
+
+/// Every published message reached every subscriber of its channel once, in order, none lost,
+/// nothing unparsable, no connection lost; latency recorded for each delivery.
+fn assert_everything_delivered(r: &RunResult) {
+    let c = &r.totals.counters;
+    assert!(r.totals.published >= 100, "published {}", r.totals.published);
+    assert_eq!(c.publish_ok, r.totals.published, "{c:?}");
+    assert_eq!(c.publish_failed, 0, "{c:?}");
+    assert_eq!(r.loss.delivered, r.totals.expected(), "{:?} {c:?}", r.loss);
+    assert_eq!(r.loss.lost(), 0, "{:?}", r.loss);
+    assert_eq!((r.loss.duplicates, r.loss.reordered), (0, 0), "{:?}", r.loss);
+    assert_eq!((c.malformed, c.messages_unstamped, c.gap_notices), (0, 0, 0), "{c:?}");
+    assert_eq!((c.connected, c.disconnected), (r.plan.clients.count, 0), "{c:?}");
+    assert_eq!(r.totals.hists["latency"].len(), r.loss.delivered);
+    assert!(r.warnings.iter().all(|w| !w.contains("DELIVERY") && !w.contains("LOSS")), "{:?}", r.warnings);
+}
+
+#[test]
+fn sse_against_tickcast_delivers_every_message() {
+    let _serial = one_at_a_time();
+    let server = Tickcast::start(&[]);
+    let r = rate_against(
+        &server,
+        "1s",
+        &[
+            "--transport",
+            "sse",
+            "--clients",
+            "4",
+            "--rate",
+            "200",
+            "--channels",
+            "a,b",
+            "--channels-per-client",
+            "2",
+        ],
+    );
+    assert_everything_delivered(&r);
+    assert_eq!(r.totals.streams, 8);
+    // Each stream's `event: subscribed` is a control message, not a delivery.
+    assert!(r.totals.counters.control_messages >= 4, "{:?}", r.totals.counters);
+    assert_eq!(r.totals.counters.reconnects, 0);
+}
+
+#[test]
+fn poll_against_tickcast_delivers_every_message() {
+    let _serial = one_at_a_time();
+    let server = Tickcast::start(&[]);
+    let r = rate_against(
+        &server,
+        "1s",
+        &[
+            "--transport",
+            "poll",
+            "--poll-interval",
+            "100ms",
+            "--clients",
+            "3",
+            "--rate",
+            "200",
+            "--channels",
+            "a,b",
+            "--channels-per-client",
+            "2",
+        ],
+    );
+    assert_everything_delivered(&r);
+    let c = r.totals.counters;
+    // Open loop: one poll per client per interval over the run and its drain (and the priming
+    // polls); a slow answer makes a poll late, never skipped silently.
+    assert!(c.requests >= 3 * 10, "{c:?}");
+}
+
+#[test]
+fn longpoll_against_tickcast_delivers_every_message() {
+    let _serial = one_at_a_time();
+    let server = Tickcast::start(&[]);
+    let r = rate_against(
+        &server,
+        "1s",
+        &[
+            "--transport",
+            "longpoll",
+            "--clients",
+            "3",
+            "--rate",
+            "200",
+            "--channels",
+            "a,b,c",
+            "--channels-per-client",
+            "2",
+        ],
+    );
+    assert_everything_delivered(&r);
+    let c = r.totals.counters;
+    assert!(c.requests > 3 * 5, "{c:?}");
+    assert!(!r.totals.hists["exposure"].is_empty());
+}
+
+/// Polls further apart than the server's history is long: what history no longer holds comes
+/// as `gaps`, and the load generator counts it as announced loss, not silent loss.
+#[test]
+fn poll_against_tickcast_counts_what_history_no_longer_holds() {
+    let _serial = one_at_a_time();
+    let server = Tickcast::start(&["--history", "16"]);
+    let r = rate_against(
+        &server,
+        "1s",
+        &[
+            "--transport",
+            "poll",
+            "--poll-interval",
+            "400ms",
+            "--clients",
+            "2",
+            "--rate",
+            "200",
+            "--channels",
+            "a",
+        ],
+    );
+    let c = r.totals.counters;
+    assert_eq!(c.publish_ok, r.totals.published, "{c:?}");
+    assert!(c.gap_notices > 0 && c.gap_announced > 0, "{c:?}");
+    assert!(r.loss.delivered < r.totals.expected(), "{:?}", r.loss);
+    // Every message is either delivered or announced lost by a gap notice: no silent loss.
+    assert_eq!(r.loss.delivered + c.gap_announced, r.totals.expected(), "{:?} {c:?}", r.loss);
+    assert_eq!(r.loss.lost(), c.gap_announced, "{:?} {c:?}", r.loss);
+    assert_eq!(r.loss.duplicates, 0);
+}
+
+/// The server stops (SIGSTOP) for 600 ms in the middle of an SSE run: the messages published
+/// meanwhile arrive late, and that shows in the latency, with nothing lost.
+#[test]
+fn a_stopped_tickcast_shows_up_as_sse_latency() {
+    let _serial = one_at_a_time();
+    use rustix::process::Signal;
+    let server = Tickcast::start(&[]);
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            // Once the publisher has started (channel `a` has a message), plus a little.
+            while server.head("a") == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            server.signal(Signal::STOP);
+            std::thread::sleep(Duration::from_millis(600));
+            server.signal(Signal::CONT);
+        });
+        rate_against(
+            &server,
+            "2s",
+            &["--transport", "sse", "--clients", "2", "--rate", "100", "--channels", "a"],
+        )
+    });
+    assert_everything_delivered(&r);
+    let latency = &r.totals.hists["latency"];
+    assert!(latency.at(1.0) >= 500_000_000, "max {}", latency.at(1.0));
+}
+
+#[test]
+fn websocket_against_tickcast_delivers_every_message() {
+    let _serial = one_at_a_time();
+    let server = Tickcast::start(&[]);
+    let r = rate_against(
+        &server,
+        "1s",
+        &[
+            "--transport",
+            "ws",
+            "--clients",
+            "4",
+            "--rate",
+            "200",
+            "--channels",
+            "a,b",
+            "--channels-per-client",
+            "2",
+        ],
+    );
+    assert_everything_delivered(&r);
+    assert_eq!(r.totals.streams, 8);
+    // One `subscribed` acknowledgement per connection: a control message, not a delivery.
+    assert!(r.totals.counters.control_messages >= 4, "{:?}", r.totals.counters);
+}
+
+#[test]
+fn a_websocket_publisher_against_tickcast_reaches_every_subscriber() {
+    let _serial = one_at_a_time();
+    let server = Tickcast::start(&["--allow-client-publish", "a"]);
+    let r = rate_against(
+        &server,
+        "1s",
+        &["--transport", "sse", "--publisher", "ws", "--clients", "3", "--rate", "200", "--channels", "a"],
+    );
+    assert_everything_delivered(&r);
+}
+
+/// The server dies (SIGKILL) during a long-polling run: every client is cut off and says so,
+/// the publisher's failures are counted, and the run still ends.
+#[test]
+fn a_tickcast_killed_mid_run_cuts_long_pollers_off_and_the_run_ends() {
+    let _serial = one_at_a_time();
+    let server = Tickcast::start(&[]);
+    let started = std::time::Instant::now();
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            while server.head("a") == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            server.signal(rustix::process::Signal::KILL);
+        });
+        rate_against(
+            &server,
+            "2s",
+            &["--transport", "longpoll", "--clients", "3", "--rate", "100", "--channels", "a"],
+        )
+    });
+    let c = r.totals.counters;
+    assert_eq!(c.disconnected, 3, "{c:?}");
+    // Deliveries happened before the kill, none of a message never published. (A message whose
+    // publish failed may still have been delivered: the server can die after sequencing it and
+    // before answering the publisher.)
+    assert!(r.loss.delivered > 0 && r.loss.delivered <= 3 * r.totals.published, "{:?} {c:?}", r.loss);
+    assert!(c.publish_ok > 0, "{c:?}");
+    assert_eq!(r.loss.duplicates, 0);
+    assert!(r.warnings.iter().any(|w| w.contains("cut off")), "{:?}", r.warnings);
+    assert!(started.elapsed() < Duration::from_secs(60));
 }

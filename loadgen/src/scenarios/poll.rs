@@ -141,20 +141,20 @@ async fn poll_loop(
     let mut failures = 0;
     loop {
         if !longpoll {
-            let due_ns = t0_ns + offset_ns + k * interval_ns;
-            tokio::select! {
-                biased;
-                () = wait_stopping(phase) => return false,
-                () = tokio::time::sleep_until(instant_at(due_ns)) => {}
+            // The first poll waits for its slot (the priming answer came before the start);
+            // later ones are ready when the previous answer has been handled, i.e. now.
+            let ready_ns = if k == 0 { 0 } else { crate::time::now_ns() };
+            let slot = next_slot(ready_ns, t0_ns + offset_ns, interval_ns, k);
+            if slot.late {
+                ctx.stats.borrow_mut().counters.polls_late += 1;
+            } else {
+                tokio::select! {
+                    biased;
+                    () = wait_stopping(phase) => return false,
+                    () = tokio::time::sleep_until(instant_at(slot.due_ns)) => {}
+                }
             }
-            let now = crate::time::now_ns();
-            if now > due_ns + 1_000_000 {
-                let mut stats = ctx.stats.borrow_mut();
-                stats.counters.polls_late += 1;
-                // Skip the slots that passed while waiting; the next one is in the future.
-                k = (now - t0_ns - offset_ns) / interval_ns;
-            }
-            k += 1;
+            k = slot.next_k;
         }
         get_request(&mut request, &plan.target, &poll_path(path, since, timeout), "");
         let sent_ns = crate::time::now_ns();
@@ -200,6 +200,31 @@ async fn poll_loop(
     }
 }
 
+/// When an open-loop poll goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    /// Send at this time (wall clock ns)...
+    due_ns: u64,
+    /// ... or at once: the previous answer arrived after this poll was due.
+    late: bool,
+    /// The slot index of the poll after this one.
+    next_k: u64,
+}
+
+/// The poll after slot `k - 1`, ready to go at `now_ns` (the previous answer has been handled),
+/// for slots `first_ns + k * interval_ns`. A poll whose
+/// slot passed while the previous answer was outstanding is late and leaves at once; slots that
+/// passed meanwhile are skipped, so polls never bunch up. (Only the previous answer makes a poll
+/// late: the timer's own slack, about a millisecond, is in the latency, not counted here.)
+fn next_slot(now_ns: u64, first_ns: u64, interval_ns: u64, k: u64) -> Slot {
+    let due_ns = first_ns + k * interval_ns;
+    if now_ns <= due_ns {
+        return Slot { due_ns, late: false, next_k: k + 1 };
+    }
+    let passed = (now_ns - first_ns) / interval_ns;
+    Slot { due_ns: now_ns, late: true, next_k: passed + 1 }
+}
+
 /// Accounts one answer; `false` if it was unusable.
 fn on_answer(
     ctx: &Ctx,
@@ -226,4 +251,22 @@ fn on_answer(
     }
     since.advance(&answer);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Slot, next_slot};
+
+    #[test]
+    fn a_poll_waits_for_its_slot_and_is_late_only_after_a_slow_answer() {
+        // Slots at 1000, 1100, 1200, ...: the answer to poll 0 came at 1050, poll 1 waits.
+        assert_eq!(next_slot(1050, 1000, 100, 1), Slot { due_ns: 1100, late: false, next_k: 2 });
+        // Exactly on time is not late.
+        assert_eq!(next_slot(1100, 1000, 100, 1), Slot { due_ns: 1100, late: false, next_k: 2 });
+        // The answer to poll 0 came at 1101: poll 1 leaves at once, late; poll 2 keeps its slot.
+        assert_eq!(next_slot(1101, 1000, 100, 1), Slot { due_ns: 1101, late: true, next_k: 2 });
+        // It came at 1350: slots 1 to 3 passed; one late poll now, the next at slot 4 (1400).
+        assert_eq!(next_slot(1350, 1000, 100, 1), Slot { due_ns: 1350, late: true, next_k: 4 });
+        assert_eq!(next_slot(1360, 1000, 100, 4), Slot { due_ns: 1400, late: false, next_k: 5 });
+    }
 }
