@@ -33,7 +33,7 @@ enum Command {
         /// The SVG to write.
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = "Latency by percentile")]
+        #[arg(long, default_value = "Latency by percentile", allow_hyphen_values = true)]
         title: String,
         /// Logarithmic latency axis.
         #[arg(long)]
@@ -50,11 +50,11 @@ enum Command {
     PlotXy {
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
         title: String,
-        #[arg(long, default_value = "x")]
+        #[arg(long, default_value = "x", allow_hyphen_values = true)]
         x_label: String,
-        #[arg(long, default_value = "y")]
+        #[arg(long, default_value = "y", allow_hyphen_values = true)]
         y_label: String,
         #[arg(long)]
         log_x: bool,

@@ -164,7 +164,7 @@ pub fn estimate(cal: &Calibration, w: &Workload) -> anyhow::Result<Estimate> {
     let base = input("process_base_rss_bytes")?.value;
     let worker_fixed = input("worker_fixed_bytes")?.value;
     let per_worker = input("connections_per_worker")?.value;
-    let tcp = input("kernel_tcp_bytes_per_connection")?.value;
+    let tcp = input("kernel_bytes_per_connection")?.value;
     let connects = input("connects_per_s_per_core")?.value;
     // A transport without its own memory figure falls back to the WebSocket one, and says so.
     let rss_own = rss_name(w.transport);
@@ -342,7 +342,7 @@ pub fn estimate(cal: &Calibration, w: &Workload) -> anyhow::Result<Estimate> {
     );
     let _ = writeln!(
         t,
-        "  N x (RSS + kernel TCP) = {} x ({} + {} B)  {:>10}",
+        "  N x (RSS + kernel per socket) = {} x ({} + {} B) {:>10}",
         num(w.clients),
         num(rss),
         num(tcp),
@@ -462,7 +462,7 @@ mod tests {
             ("process_base_rss_bytes", 10.0 * 1024.0 * 1024.0, None),
             ("worker_fixed_bytes", 4.0 * 1024.0 * 1024.0, None),
             ("connections_per_worker", 20_000.0, None),
-            ("kernel_tcp_bytes_per_connection", 100.0, None),
+            ("kernel_bytes_per_connection", 100.0, None),
             ("ws_rss_bytes_per_connection", 400.0, None),
             ("sse_rss_bytes_per_connection", 600.0, None),
             ("connects_per_s_per_core", 10_000.0, None),
