@@ -1,0 +1,140 @@
+"""Figures from tickcast-loadgen's --json results and --percentiles files (stdlib only), shared by
+scripts/lib/capacity.py and scripts/lib/sweep.py.
+
+Rates are per second of the *configured* measured phase (plan.stop.duration): the load
+generator's own run_seconds also counts the 1 s it keeps reading after the last send, which
+would understate an open-loop rate by duration / (duration + 1).
+"""
+import json
+import re
+from pathlib import Path
+
+
+def load(path):
+    return json.loads(Path(path).read_text())
+
+
+def duration_s(result):
+    d = result["plan"]["stop"]["duration"]
+    return d["secs"] + d["nanos"] / 1e9
+
+
+def figures(result, txt=None):
+    """The figures every table uses, from one run's result (a dict)."""
+    c = result["totals"]["counters"]
+    loss = result.get("loss") or {}
+    server = result.get("server") or {}
+    run = result.get("run_seconds") or 0.0
+    dur = duration_s(result) or run
+    delivered = loss.get("delivered", 0)
+    cpu = server.get("cpu_seconds")
+    f = {
+        "clients": result["plan"]["clients"]["count"],
+        "size": result["plan"]["workload"].get("message_bytes"),
+        "connected": c["connected"],
+        "duration_s": dur,
+        "run_s": run,
+        "delivered": delivered,
+        "deliveries_per_s": delivered / dur if dur else 0.0,
+        "published": c.get("publish_ok", 0),
+        "received": c["messages_received"],
+        "bytes_received": c["bytes_received"],
+        "requests": c.get("requests", 0),
+        "gap_announced": c.get("gap_announced", 0),
+        "disconnected": c.get("disconnected", 0),
+        "server_cpu_s": cpu,
+        "cpu_per_delivery_s": cpu / delivered if cpu is not None and delivered else None,
+        "server_util": cpu / run if cpu is not None and run else None,
+        "loadgen_util": (result.get("loadgen_run_cpu_seconds") or 0.0) / run if run else 0.0,
+        "warnings": result.get("warnings") or [],
+        "connect_s": result.get("connect_seconds") or 0.0,
+    }
+    if txt and Path(txt).exists():
+        m = re.search(r"delivered (\d+) of (\d+) expected", Path(txt).read_text())
+        if m:
+            f["expected"] = int(m.group(2))
+    return f
+
+
+def loadgen_busy(f):
+    return any(w.startswith("LOAD GENERATOR WAS BUSY") for w in f["warnings"]) or f["loadgen_util"] > 0.85
+
+
+def percentiles(path):
+    """[(value_ms, percentile)] of a --percentiles file."""
+    rows = []
+    if not Path(path).exists():
+        return rows
+    for line in Path(path).read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and not line.startswith("#"):
+            try:
+                rows.append((float(parts[0]), float(parts[1])))
+            except ValueError:
+                pass
+    return rows
+
+
+def at(rows, p):
+    """The value (ms) at percentile p (0..1) of percentiles() rows, or None."""
+    for v, q in rows:
+        if q >= p:
+            return v
+    return rows[-1][0] if rows else None
+
+
+def ms(v):
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:.0f} ms"
+    if v >= 1:
+        return f"{v:.2f} ms"
+    return f"{v * 1000:.0f} µs"
+
+
+def us(seconds):
+    return "-" if seconds is None else f"{seconds * 1e6:.2f} µs"
+
+
+def pct(x):
+    return "-" if x is None else f"{x * 100:.0f} %"
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(out) + "\n"
+
+
+def noise(out):
+    p = Path(out) / "noise.txt"
+    return p.read_text().strip().splitlines() if p.exists() else []
+
+
+def load_range(lines):
+    """'load average 1.2 3.4 5.6' lines -> (lowest, highest) 1-minute load average."""
+    loads = [float(m.group(1)) for m in (re.search(r"load average ([\d.]+)", l) for l in lines) if m]
+    return (min(loads), max(loads)) if loads else (None, None)
+
+
+def metrics(path):
+    """The server's /metrics summed over workers (scrape_metrics.py), or {}."""
+    p = Path(path)
+    return json.loads(p.read_text()) if p.exists() and p.stat().st_size else {}
+
+
+def frames_per_send(m):
+    sends = m.get("tickcast_sends_total")
+    return f"{m.get('tickcast_frames_sent_total', 0) / sends:.2f}" if sends else "-"
+
+
+def short_warning(w):
+    """The load generator's warnings, shortened for a table cell."""
+    m = re.match(r"([\d.]+)% of sends left more than 1 ms", w)
+    if m:
+        return f"{m.group(1)} % of sends > 1 ms late"
+    if w.startswith("LOAD GENERATOR WAS BUSY"):
+        return "LOAD GENERATOR BUSY"
+    return w if len(w) <= 80 else w[:77] + "..."

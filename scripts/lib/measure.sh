@@ -1,0 +1,78 @@
+# Helpers of scripts/capacity.sh and scripts/sweep.sh, on top of scripts/lib/run.sh (source that
+# first: it keeps the PIDs and stops them on exit or Ctrl-C).
+# Expects: $out, $BIN, $SERVER_CPU, $LOADGEN_CPU.
+
+# Every command a script runs is appended here, so a run can be reproduced by hand.
+log_cmd() { printf '%s\n' "$*" >>"$out/commands.txt"; }
+
+# start_logged NAME SERVER-ARGS... : start_server with tickcast, the command logged.
+start_tickcast() {
+  local name="$1"; shift
+  log_cmd "taskset -c $SERVER_CPU $BIN/tickcast --listen 127.0.0.1:@PORT@ $*"
+  start_server "$name" "$BIN/tickcast" --listen "127.0.0.1:@PORT@" "$@"
+}
+
+# lg NAME ARGS... : the pinned load generator against the current server, its table in
+# $out/NAME.txt; a failed run is recorded in $out/failed.txt and the script goes on.
+lg() {
+  local name="$1"; shift
+  log_cmd "taskset -c $LOADGEN_CPU $BIN/tickcast-loadgen $* --url http://127.0.0.1:\$PORT"
+  if ! loadgen "$@" --url "http://127.0.0.1:$PORT" >"$out/$name.txt" 2>&1; then
+    echo "    $name: the load generator failed (see $out/$name.txt)" >&2
+    echo "$name" >>"$out/failed.txt"
+  fi
+}
+
+# bg_pinned CPU CMD... : any other client, pinned, in the background under `wait` (so a signal
+# interrupts it at once and cleanup stops it).
+bg_pinned() {
+  local cpu="$1"; shift
+  taskset -c "$cpu" "$@" &
+  local pid=$!
+  pids+=("$pid")
+  wait "$pid"
+}
+
+# How busy the machine is: load average and the busiest processes other than ours.
+note_noise() {
+  local phase="$1" busiest
+  busiest="$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 5 && $2 !~ /^(tickcast|ps|awk)/ {printf "%s %s%%, ", $2, $1}' | head -c 200)"
+  echo "$phase: load average $(cut -d' ' -f1-3 /proc/loadavg); busiest others: ${busiest%, }" >>"$out/noise.txt"
+}
+
+# Builds (unless BENCH_BIN is set) the server, the load generator and the report tool.
+build_bins() {
+  if [ -n "${BENCH_BIN:-}" ]; then
+    BIN="$BENCH_BIN"
+  else
+    echo "==> building (release): tickcast, tickcast-loadgen, tickcast-report"
+    cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p tickcast-report
+    BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
+  fi
+  local b missing=()
+  for b in tickcast tickcast-loadgen tickcast-report; do
+    [ -x "$BIN/$b" ] || missing+=("$BIN/$b")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "missing binaries: ${missing[*]} (build them, or point BENCH_BIN at them)" >&2
+    exit 1
+  fi
+}
+
+# check_outputs FILE... : fails loudly if an expected output is missing or empty.
+check_outputs() {
+  local f missing=()
+  for f in "$@"; do
+    [ -s "$f" ] || missing+=("$f")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "missing outputs: ${missing[*]}" >&2
+    return 1
+  fi
+}
+
+# scrape NAME : the current server's /metrics, summed over workers, into $out/NAME.metrics.json.
+scrape() {
+  python3 scripts/lib/scrape_metrics.py "$PORT" >"$out/$1.metrics.json" 2>/dev/null \
+    || echo "    $1: could not read /metrics" >&2
+}
