@@ -58,7 +58,7 @@ started=$SECONDS
 if [ "$mode" = smoke ]; then
   out="${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/tickcast-capacity-smoke.XXXXXX")}"
 else
-  out="${BENCH_OUT:-results/$(date +%Y-%m-%d)-capacity$([ "$mode" = full ] && echo -full)}"
+  out="${BENCH_OUT:-results/$(date +%Y-%m-%d)-capacity$([ "$mode" = full ] && echo -full || true)}"
 fi
 mkdir -p "$out"
 : >"$out/commands.txt"; : >"$out/noise.txt"; rm -f "$out/failed.txt"

@@ -132,9 +132,7 @@ def main():
     out, mode, report_bin, slo = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     m = machine_info(out)
     noise = lr.noise(out)
-    lo, hi = lr.load_range(noise)
-    noise_text = (f"1-minute load average {lo:.2f} to {hi:.2f} at the phase starts (2 CPUs; other engineers "
-                  f"building and benchmarking on the same cores); see noise.txt" if lo is not None else "not recorded")
+    noise_text = lr.noise_summary(noise)
     src = str(out)
 
     idle = idle_runs(out)
@@ -181,7 +179,7 @@ def main():
         inputs["ws_rss_bytes_per_connection"] = inp(
             big["rss_per_connection"], "B", f"{big['held']} idle connections, {big['threads']} workers",
             f"{src}/{big['file']}: server RSS growth / connections")
-        kernel = big.get("slab_per_connection", 0.0) + big.get("tcp_mem_per_connection", 0.0)
+        kernel = max(0.0, big.get("slab_per_connection", 0.0)) + max(0.0, big.get("tcp_mem_per_connection", 0.0))
         inputs["kernel_bytes_per_connection"] = inp(
             kernel, "B", f"{big['held']} idle connections",
             f"{src}/{big['file'].replace('.json', '.slab.json')}: /proc/meminfo Slab growth / connections / 2 (+ socket buffers)",
@@ -303,7 +301,7 @@ def main():
                    [[n[5:], f"{f['clients']} x {f['published'] / f['duration_s']:.0f}",
                      f"{f.get('size', '')}", f"{f['deliveries_per_s']:,.0f}", lr.ms(f["p50_ms"]), lr.ms(f["p99_ms"]),
                      lr.pct(f["server_util"]), lr.us(f["cpu_per_delivery_s"]),
-                     lr.us(f["server_cpu_s"] / f["requests"]) if f["requests"] and f["server_cpu_s"] else "-",
+                     lr.us(f["server_cpu_s"] / f["requests"]) if n in ("cost-poll", "cost-longpoll") and f["requests"] and f["server_cpu_s"] else "-",
                      lr.frames_per_send(f["metrics"]), lr.pct(f["loadgen_util"]), "; ".join(lr.short_warning(w) for w in f["warnings"])] for n, f in costs.items() if f])]
     r += [f"Size slope b = {b * 1e9:.3f} ns per byte (least squares over {', '.join(str(s) for s, _ in sizes)} B).", "",
           "![latency by transport](cost-latency.svg) ![idle rss](idle-rss.svg)", ""]

@@ -45,7 +45,9 @@ def figures(result, txt=None):
         "server_cpu_s": cpu,
         "cpu_per_delivery_s": cpu / delivered if cpu is not None and delivered else None,
         "server_util": cpu / run if cpu is not None and run else None,
-        "loadgen_util": (result.get("loadgen_run_cpu_seconds") or 0.0) / run if run else 0.0,
+        # A connect storm has no measured phase: its whole wall time counts.
+        "loadgen_util": ((result.get("loadgen_run_cpu_seconds") or 0.0) / run if run > 0.05 else
+                         (result.get("loadgen_cpu_seconds") or 0.0) / (result.get("wall_seconds") or 1.0)),
         "warnings": result.get("warnings") or [],
         "connect_s": result.get("connect_seconds") or 0.0,
     }
@@ -138,3 +140,18 @@ def short_warning(w):
     if w.startswith("LOAD GENERATOR WAS BUSY"):
         return "LOAD GENERATOR BUSY"
     return w if len(w) <= 80 else w[:77] + "..."
+
+
+def noise_summary(lines):
+    """One sentence from noise.txt lines (scripts/lib/noise.py)."""
+    lo, hi = load_range(lines)
+    if lo is None:
+        return "not recorded"
+    text = (f"1-minute load average {lo:.2f} to {hi:.2f} at the phase starts (2 CPUs shared with other "
+            f"engineers' builds and benchmarks; per phase in noise.txt)")
+    pressured = [l.split(":", 1)[0] for l in lines if "WARNING" in l]
+    if pressured:
+        text += (f"; KERNEL TCP MEMORY WAS PAST ITS PRESSURE THRESHOLD at the start of: {', '.join(pressured)} "
+                 "(other users' sockets; the kernel then throttles every socket): figures from those phases "
+                 "are not trustworthy")
+    return text

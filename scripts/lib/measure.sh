@@ -33,11 +33,14 @@ bg_pinned() {
   wait "$pid"
 }
 
-# How busy the machine is: load average and the busiest processes other than ours.
+# How busy the machine is (scripts/lib/noise.py: per-CPU busy % and the busiest processes over
+# half a second, kernel TCP memory against net.ipv4.tcp_mem); says so loudly when the kernel is
+# throttling every socket.
 note_noise() {
-  local phase="$1" busiest
-  busiest="$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 5 && $2 !~ /^(tickcast|ps|awk)/ {printf "%s %s%%, ", $2, $1}' | head -c 200)"
-  echo "$phase: load average $(cut -d' ' -f1-3 /proc/loadavg); busiest others: ${busiest%, }" >>"$out/noise.txt"
+  local line
+  line="$(python3 scripts/lib/noise.py "$1")"
+  echo "$line" >>"$out/noise.txt"
+  case "$line" in *WARNING*) echo "    $line" >&2 ;; esac
 }
 
 # Builds (unless BENCH_BIN is set) the server, the load generator and the report tool.

@@ -75,14 +75,12 @@ def main():
     rows = list(csv.DictReader((out / "rows.tsv").open(), delimiter="\t"))
     machine = (out / "machine.txt").read_text().strip().splitlines()
     noise = lr.noise(out)
-    lo, hi = lr.load_range(noise)
     rounds = int(sys.argv[4])
 
     summary = {"mode": mode, "machine": machine, "noise": noise, "sweeps": {}}
     md = [f"# Tuning sweeps ({out.name}, {mode})", ""]
     md += [f"- {line}" for line in machine]
-    md += [f"- noise: 1-minute load average {lo:.2f} to {hi:.2f} at the sweep starts (2 CPUs, shared with other "
-           f"engineers' builds and benchmarks); see noise.txt" if lo is not None else "- noise: not recorded", ""]
+    md += [f"- noise: {lr.noise_summary(noise)}", ""]
     md += ["Every setting runs on a fresh server pinned to one core, the load generator pinned to the other, "
            "the same load for every setting of a sweep. deliveries/s = delivered (echo: round trips) / the "
            "measured duration. CPU / delivery = the server's CPU-seconds during the run / deliveries (lower is "
