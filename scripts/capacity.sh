@@ -38,13 +38,13 @@ case "$mode" in
   quick)
     idle_small=10000; idle_big="50000:3"; hold=5s; idle_rate=10000; warm=1s
     http_steps="2000,10000"
-    ramp_clients=1000; ramp_start=200; ramp_step=200; ramp_steps=8; ramp_dur=3s
+    ramp_clients=1000; ramp_start=50; ramp_step=150; ramp_steps=8; ramp_dur=3s
     cost_clients=1000; cost_rate=50; cost_dur=5s; pub_rate=2000; sizes="128 1024 4096"
     storm=10000 ;;
   full)
     idle_small=10000; idle_big="50000:3 100000:6 150000:9"; hold=10s; idle_rate=10000; warm=1s
     http_steps="5000,10000,18000"
-    ramp_clients=1000; ramp_start=100; ramp_step=100; ramp_steps=16; ramp_dur=10s
+    ramp_clients=1000; ramp_start=50; ramp_step=75; ramp_steps=16; ramp_dur=10s
     cost_clients=1000; cost_rate=50; cost_dur=15s; pub_rate=2000; sizes="128 1024 4096"
     storm=18000 ;;
   -h|--help) sed -n '2,28p' "$0"; exit 0 ;;

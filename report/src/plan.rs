@@ -170,8 +170,10 @@ pub fn estimate(cal: &Calibration, w: &Workload) -> anyhow::Result<Estimate> {
     let rss_own = rss_name(w.transport);
     let rss_fallback = !cal.inputs.contains_key(&rss_own);
     let rss = input(if rss_fallback { "ws_rss_bytes_per_connection" } else { &rss_own })?.value;
+    // The SLO capacity is optional: a ramp where no step passed leaves none.
     let push = matches!(w.transport, Transport::Ws | Transport::Sse);
-    let slo = if push { Some(input("slo_deliveries_per_s_per_core")?) } else { None };
+    let slo_name = "slo_deliveries_per_s_per_core";
+    let slo = if push && cal.inputs.contains_key(slo_name) { Some(input(slo_name)?) } else { None };
     let ws_cost = cal.get("ws_cpu_s_per_delivery")?;
 
     // CPU.
@@ -322,6 +324,8 @@ pub fn estimate(cal: &Calibration, w: &Workload) -> anyhow::Result<Estimate> {
             num(slo.bytes.unwrap_or(w.size)),
             c
         );
+    } else if push {
+        let _ = writeln!(t, "  cores (SLO)  = not in the calibration ({slo_name}): the CPU term alone");
     } else {
         let _ = writeln!(t, "  cores (SLO)  = not measured for {} (pull transport)", w.transport.name());
     }
@@ -577,6 +581,13 @@ mod tests {
         c.inputs.remove("cpu_s_per_byte");
         let err = estimate(&c, &workload()).unwrap_err().to_string();
         assert!(err.contains("cpu_s_per_byte"), "{err}");
+        // Without an SLO measurement the CPU term decides, and the text says so.
+        let mut c = cal();
+        c.inputs.remove("slo_deliveries_per_s_per_core");
+        let e = estimate(&c, &workload()).unwrap();
+        assert_eq!(e.cores_slo, None);
+        assert_eq!(e.cores, 9);
+        assert!(e.text.contains("not in the calibration"));
     }
 
     #[test]
