@@ -30,7 +30,7 @@ cd "$(dirname "$0")/.."
 mode="${1:-quick}"
 case "$mode" in
   smoke)
-    idle_small=200; idle_big="400:2"; hold=500ms; idle_rate=0; warm=200ms
+    idle_small=200; idle_big="400:2"; hold=500ms; idle_rate=0; warm=""; NOISE_WINDOW=0.1
     http_steps="20,60"
     ramp_clients=10; ramp_start=100; ramp_step=100; ramp_steps=2; ramp_dur=200ms
     cost_clients=10; cost_rate=50; cost_dur=200ms; pub_rate=200; sizes="128 4096"
@@ -50,6 +50,9 @@ case "$mode" in
   -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
   *) echo "usage: scripts/capacity.sh [smoke|quick|full]" >&2; exit 2 ;;
 esac
+# Each load generator run waits (at most QUIET_WAIT seconds) until both cores are quiet: the
+# machine is shared. smoke does not wait.
+QUIET_WAIT="${QUIET_WAIT:-$([ "$mode" = smoke ] && echo 0 || echo 10)}"
 slo="${SLO_P99:-50ms}"
 
 SERVER_CPU="${SERVER_CPU:-0}"
@@ -83,7 +86,7 @@ note_noise "start"
 idle_run() { # CLIENTS THREADS LOADGEN-PROCESSES
   local clients="$1" threads="$2" workers="$3" name="idle-$1-t$2"
   start_tickcast "$name" --threads "$threads" --no-feed --log warn
-  lg "$name-warm" echo --clients 8 --duration "$warm" --size 64
+  [ -z "$warm" ] || lg "$name-warm" echo --clients 8 --duration "$warm" --size 64
   echo "    idle: $clients connections, server --threads $threads, $workers load generator process(es)"
   # Kernel slab (socket structures) while the connections are held, from a bounded sampler.
   local hold_s

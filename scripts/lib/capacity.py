@@ -89,7 +89,9 @@ def cost(out, name):
     p = out / f"{name}.json"
     if not p.exists():
         return None
-    f = lr.figures(lr.load(p), out / f"{name}.txt")
+    result = lr.load(p)
+    f = lr.figures(result, out / f"{name}.txt")
+    f["other_server"], f["other_loadgen"] = lr.other_work(out, name, result)
     f["pct"] = lr.percentiles(out / f"{name}.pct")
     f["p50_ms"], f["p99_ms"] = lr.at(f["pct"], 0.5), lr.at(f["pct"], 0.99)
     f["file"] = p.name
@@ -133,14 +135,19 @@ def main():
     m = machine_info(out)
     noise = lr.noise(out)
     noise_text = lr.noise_summary(noise)
+    if lr.quiet_summary(out):
+        noise_text += "; " + lr.quiet_summary(out)
     src = str(out)
 
     idle = idle_runs(out)
     http = http_runs(out)
     steps, ramp_rows, best, stop, server_limited = ramp(out)
+    ramp_other = lr.other_work(out, "ramp")[0]
     costs = {n: cost(out, n) for n in ["cost-ws-128", "cost-ws-1024", "cost-ws-4096", "cost-sse",
                                         "cost-longpoll", "cost-poll", "cost-publish"]}
-    storm = lr.figures(lr.load(out / "storm.json"))
+    storm_result = lr.load(out / "storm.json")
+    storm = lr.figures(storm_result)
+    storm_other = lr.other_work(out, "storm", storm_result)
     storm_rows = {h: txt_row(out / "storm.txt", h) for h in ("connect", "handshake")}
 
     # --- calibration -------------------------------------------------------------------------
@@ -294,21 +301,27 @@ def main():
               + ("" if server_limited else " So this is a lower bound of one core's capacity, not its limit."), ""]
     else:
         r += [f"No step passed ({stop}).", ""]
+    r += [f"Other processes took {lr.pct(ramp_other)} of the server's core over the whole ramp "
+          "(from /proc/stat; the steps are not measured one by one).", ""]
     r += ["![ramp p99](ramp-p99.svg) ![ramp cpu](ramp-cpu.svg) ![ramp latency](ramp-latency.svg)", ""]
     r += ["## Server CPU per delivery at a moderate load", "",
           lr.table(["run", "subscribers x msg/s", "size", "deliveries/s", "p50", "p99", "server CPU",
-                    "CPU / delivery", "CPU / request", "frames / send", "load generator CPU", "warnings"],
+                    "CPU / delivery", "CPU / request", "frames / send", "load generator CPU",
+                    "other work on server / load generator core", "warnings"],
                    [[n[5:], f"{f['clients']} x {f['published'] / f['duration_s']:.0f}",
                      f"{f.get('size', '')}", f"{f['deliveries_per_s']:,.0f}", lr.ms(f["p50_ms"]), lr.ms(f["p99_ms"]),
                      lr.pct(f["server_util"]), lr.us(f["cpu_per_delivery_s"]),
                      lr.us(f["server_cpu_s"] / f["requests"]) if n in ("cost-poll", "cost-longpoll") and f["requests"] and f["server_cpu_s"] else "-",
-                     lr.frames_per_send(f["metrics"]), lr.pct(f["loadgen_util"]), "; ".join(lr.short_warning(w) for w in f["warnings"])] for n, f in costs.items() if f])]
+                     lr.frames_per_send(f["metrics"]), lr.pct(f["loadgen_util"]),
+                     f"{lr.pct(f['other_server'])} / {lr.pct(f['other_loadgen'])}",
+                     "; ".join(lr.short_warning(w) for w in f["warnings"])] for n, f in costs.items() if f])]
     r += [f"Size slope b = {b * 1e9:.3f} ns per byte (least squares over {', '.join(str(s) for s, _ in sizes)} B).", "",
           "![latency by transport](cost-latency.svg) ![idle rss](idle-rss.svg)", ""]
     r += ["## Connection storm", "",
           f"{storm['connected']:,} of {storm['clients']:,} WebSocket connections opened unpaced in "
           f"{storm['connect_s']:.2f} s: **{storm_rate or 0:,.0f} connections/s** on one server core "
-          f"(load generator {lr.pct(storm['loadgen_util'])} busy); TCP connect p99 {storm_rows['connect'].get('p99', '-')}, "
+          f"(load generator {lr.pct(storm['loadgen_util'])} busy; other processes took {lr.pct(storm_other[0])} of the "
+          f"server's core); TCP connect p99 {storm_rows['connect'].get('p99', '-')}, "
           f"handshake p99 {storm_rows['handshake'].get('p99', '-')}.", ""]
     r += ["## Calibration (results/capacity-calibration.json)", "",
           lr.table(["input", "value", "unit", "measured at", "from"],

@@ -155,3 +155,42 @@ def noise_summary(lines):
                  "(other users' sockets; the kernel then throttles every socket): figures from those phases "
                  "are not trustworthy")
     return text
+
+
+def quiet_summary(out):
+    """How many runs started on quiet cores (quiet.txt of wait_quiet.py), or ''."""
+    p = Path(out) / "quiet.txt"
+    if not p.exists():
+        return ""
+    lines = [l for l in p.read_text().splitlines() if l.strip()]
+    quiet = sum(1 for l in lines if ": quiet after" in l)
+    text = f"{quiet} of {len(lines)} runs started with both pinned cores quiet (<= 15 % busy)"
+    if quiet < len(lines):
+        text += "; the others started anyway after waiting QUIET_WAIT seconds for it (quiet.txt)"
+    return text
+
+
+def other_work(out, name, result=None):
+    """(server core, load generator core): the share of each pinned core that went to other
+    processes during a run, from the cpu_snapshot.py lines around it; None when unknown. The
+    load generator's own CPU comes from its result (all its processes)."""
+    p = Path(out) / f"{name}.cpu.jsonl"
+    if not p.exists():
+        return None, None
+    lines = [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
+    if len(lines) < 2:
+        return None, None
+    a, b = lines[0], lines[-1]
+    hz = a.get("hz", 100)
+    cpus = list(a["cpus"])
+    def share(cpu, own_ticks):
+        busy = b["cpus"][cpu][0] - a["cpus"][cpu][0]
+        total = b["cpus"][cpu][1] - a["cpus"][cpu][1]
+        return max(0.0, (busy - own_ticks) / total) if total > 0 else None
+    server = None
+    if a.get("pid_ticks") is not None and b.get("pid_ticks") is not None and cpus:
+        server = share(cpus[0], b["pid_ticks"] - a["pid_ticks"])
+    loadgen = None
+    if result is not None and len(cpus) > 1 and cpus[1] != cpus[0]:
+        loadgen = share(cpus[1], (result.get("loadgen_cpu_seconds") or 0.0) * hz)
+    return server, loadgen

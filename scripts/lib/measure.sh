@@ -17,10 +17,27 @@ start_tickcast() {
 lg() {
   local name="$1"; shift
   log_cmd "taskset -c $LOADGEN_CPU $BIN/tickcast-loadgen $* --url http://127.0.0.1:\$PORT"
+  # Start in a quiet moment of both cores (bounded by QUIET_WAIT seconds, 0 = don't wait).
+  if [ "${QUIET_WAIT:-0}" != 0 ]; then
+    printf '%s: ' "$name" >>"$out/quiet.txt"
+    interruptible python3 scripts/lib/wait_quiet.py "$SERVER_CPU,$LOADGEN_CPU" "$QUIET_WAIT" 15 >>"$out/quiet.txt"
+  fi
+  # Both cores' busy time and the server's own CPU before and after: what other work took.
+  python3 scripts/lib/cpu_snapshot.py "$SERVER_PID" "$SERVER_CPU" "$LOADGEN_CPU" >"$out/$name.cpu.jsonl"
   if ! loadgen "$@" --url "http://127.0.0.1:$PORT" >"$out/$name.txt" 2>&1; then
     echo "    $name: the load generator failed (see $out/$name.txt)" >&2
     echo "$name" >>"$out/failed.txt"
   fi
+  python3 scripts/lib/cpu_snapshot.py "$SERVER_PID" "$SERVER_CPU" "$LOADGEN_CPU" >>"$out/$name.cpu.jsonl"
+}
+
+# interruptible CMD... : in the background under `wait`, so a signal to the script is handled at
+# once (bash runs traps only between foreground commands), and cleanup stops it too.
+interruptible() {
+  "$@" &
+  local pid=$!
+  pids+=("$pid")
+  wait "$pid"
 }
 
 # bg_pinned CPU CMD... : any other client, pinned, in the background under `wait` (so a signal
@@ -38,14 +55,14 @@ bg_pinned() {
 # throttling every socket.
 note_noise() {
   local line i
-  line="$(python3 scripts/lib/noise.py "$1")"
+  line="$(python3 scripts/lib/noise.py "$1" --window "${NOISE_WINDOW:-0.5}")"
   # Another user's sockets can hold the kernel past its TCP memory pressure threshold, which
   # throttles ours too: wait for it to clear, at most a minute, then go on and say so.
   for i in $(seq 12); do
     case "$line" in *WARNING*) ;; *) break ;; esac
     [ "$i" = 1 ] && echo "    kernel TCP memory under pressure (other users' sockets): waiting up to 60 s" >&2
     sleep 5
-    line="$(python3 scripts/lib/noise.py "$1")"
+    line="$(python3 scripts/lib/noise.py "$1" --window "${NOISE_WINDOW:-0.5}")"
   done
   echo "$line" >>"$out/noise.txt"
   case "$line" in *WARNING*) echo "    $line" >&2 ;; esac

@@ -25,7 +25,9 @@ def run(out, name):
     p = out / f"{name}.json"
     if not p.exists():
         return None
-    f = lr.figures(lr.load(p), out / f"{name}.txt")
+    result = lr.load(p)
+    f = lr.figures(result, out / f"{name}.txt")
+    f["other_server"], f["other_loadgen"] = lr.other_work(out, name, result)
     rows = lr.percentiles(out / f"{name}.pct")
     f["p50_ms"], f["p99_ms"] = lr.at(rows, 0.5), lr.at(rows, 0.99)
     m = lr.metrics(out / f"{name}.metrics.json")
@@ -50,7 +52,8 @@ def combine(passes):
         return None
     c = dict(passes[0])
     for k in ("deliveries_per_s", "p50_ms", "p99_ms", "server_util", "cpu_per_delivery_s", "loadgen_util",
-              "frames_per_send", "gap_announced", "recv_rearms", "dropped", "slow_closes"):
+              "frames_per_send", "gap_announced", "recv_rearms", "dropped", "slow_closes", "other_server",
+              "other_loadgen"):
         vals = [p[k] for p in passes if p.get(k) is not None]
         c[k] = statistics.mean(vals) if vals else None
         c[k + "_all"] = vals
@@ -80,13 +83,16 @@ def main():
     summary = {"mode": mode, "machine": machine, "noise": noise, "sweeps": {}}
     md = [f"# Tuning sweeps ({out.name}, {mode})", ""]
     md += [f"- {line}" for line in machine]
-    md += [f"- noise: {lr.noise_summary(noise)}", ""]
+    quiet = lr.quiet_summary(out)
+    md += [f"- noise: {lr.noise_summary(noise)}" + (f"; {quiet}" if quiet else ""), ""]
     md += ["Every setting runs on a fresh server pinned to one core, the load generator pinned to the other, "
            "the same load for every setting of a sweep. deliveries/s = delivered (echo: round trips) / the "
            "measured duration. CPU / delivery = the server's CPU-seconds during the run / deliveries (lower is "
            "better). Frames / send, receive re-arms and drops come from the server's /metrics after the run. "
            f"{'Values are the mean of ' + str(rounds) + ' interleaved passes, each pass in brackets.' if rounds > 1 else 'One pass.'} "
-           "A load generator above 85 % of its core (marked *) may itself have been the limit.", ""]
+           "A load generator above 85 % of its core (marked *) may itself have been the limit. \"Other work\" is the "
+           "share of each pinned core that went to processes other than ours during the run (from /proc/stat): "
+           "a setting measured while another process took its core is not comparable with its neighbours.", ""]
     for sweep in ("rate", "saturate", "echo"):
         srows = [r for r in rows if r["sweep"] == sweep]
         if not srows:
@@ -106,7 +112,7 @@ def main():
         table = []
         for r, c in results:
             if not c:
-                table.append([r["label"], "failed"] + [""] * 9)
+                table.append([r["label"], "failed"] + [""] * 10)
                 continue
             table.append([
                 r["label"],
@@ -119,12 +125,13 @@ def main():
                 "-" if c["frames_per_send"] is None else f"{c['frames_per_send']:.2f}",
                 f"{c['gap_announced'] or 0:,.0f}" if sweep != "echo" else f"{c['recv_rearms'] or 0:,.0f}",
                 lr.pct(c["loadgen_util"]) + (" *" if c["busy"] else ""),
+                f"{lr.pct(c['other_server'])} / {lr.pct(c['other_loadgen'])}",
                 "; ".join(lr.short_warning(w) for w in c["warnings"]),
             ])
         md += [lr.table(["setting", "deliveries/s" if sweep != "echo" else "round trips/s", "p50", "p99",
                          "server CPU", "CPU / delivery", "frames / send",
                          "lost to gap notices" if sweep != "echo" else "receive re-arms",
-                         "load generator CPU", "warnings"], table)]
+                         "load generator CPU", "other work on server / load generator core", "warnings"], table)]
         # Latency distributions of the first pass.
         specs = [f"{r['label']}={out / (sweep + '-' + r['index'] + '-r1.pct')}" for r, c in results
                  if c and (out / f"{sweep}-{r['index']}-r1.pct").exists()
