@@ -23,7 +23,10 @@
 #           calibration)
 #
 # Environment: SERVER_CPU, LOADGEN_CPU, BENCH_OUT (output directory), BENCH_BIN (prebuilt
-# tickcast, tickcast-loadgen, tickcast-report), SLO_P99 (default 50ms).
+# tickcast, tickcast-loadgen, tickcast-report), SLO_P99 (default 50ms). The machine is shared:
+# each run starts when both pinned cores are quiet (waiting at most QUIET_WAIT s, default 10),
+# and a cost run is repeated (at most RETRIES = 2 times, fresh server) when other processes took
+# more than NOISY_MAX (0.2) of the server's core during it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -135,6 +138,9 @@ stop_server
 # --- CPU per delivery, per transport and size; CPU per publish -------------------------------
 note_noise "cost"
 cost_run() { # NAME ARGS...
+  with_retries "$1" cost_once "$@"
+}
+cost_once() { # NAME ARGS...
   local name="$1"; shift
   start_tickcast "$name" --threads 1 --no-feed --log warn
   echo "    cost: $name"

@@ -17,7 +17,9 @@
 #           results/<date>-sweep-full/
 #
 # Writes one JSON, percentile file and /metrics snapshot per setting, report.md and SVG plots
-# (tickcast-report). Environment: SERVER_CPU (0), LOADGEN_CPU (1), BENCH_OUT, BENCH_BIN
+# (tickcast-report). The machine is shared: each run starts when both pinned cores are quiet
+# (waiting at most QUIET_WAIT s), and is repeated (at most RETRIES times, fresh server) when
+# other processes took more than NOISY_MAX of the server's core during it. Environment: SERVER_CPU (0), LOADGEN_CPU (1), BENCH_OUT, BENCH_BIN
 # (prebuilt tickcast, tickcast-loadgen, tickcast-report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -112,7 +114,7 @@ sweep() { # SWEEP ROWS-ARRAY-NAME LOADGEN-ARGS...
   note_noise "$sweep"
   for round in $(seq 1 "$rounds"); do
     for i in $(seq 0 $(( n - 1 ))); do
-      one "$sweep" "$i" "$round" "${rows[$i]}" "$@"
+      with_retries "$sweep-$i-r$round" one "$sweep" "$i" "$round" "${rows[$i]}" "$@"
     done
   done
 }

@@ -215,9 +215,11 @@ def main():
         f"{src}/storm.json: connections / connect time",
         note=("the load generator was busy: a lower bound" if lr.loadgen_busy(storm) else None))
     if best:
-        note = ("server-limited: the next step broke the SLO" if server_limited
+        lg_note = ("; the load generator was above 85 % of its core at this step: it may have been the limit"
+                   if best["loadgen_util"] > 0.85 else "")
+        note = ("server-limited: the next step broke the SLO" + lg_note if server_limited
                 else f"a lower bound: the run stopped because {stop}; the server's core was "
-                     f"{(best['server_util'] or 0) * 100:.0f} % busy at this step")
+                     f"{(best['server_util'] or 0) * 100:.0f} % busy at this step" + lg_note)
         inputs["slo_deliveries_per_s_per_core"] = inp(
             best["deliveries_per_s"], "deliveries/s",
             f"p99 <= {slo}, {best['clients']} subscribers x {best['rate']:.0f} msg/s, 128 B",
@@ -293,8 +295,14 @@ def main():
                     "CPU / delivery", "load generator CPU", "verdict"],
                    [[f"{x['rate']:.0f}", x["clients"], f"{x['deliveries_per_s']:,.0f}",
                      f"{x['delivered_ratio'] * 100:.1f} %", lr.ms(x["p50_ms"]), lr.ms(x["p99_ms"]),
-                     lr.pct(x["server_util"]), lr.us(x["cpu_per_delivery_s"]), lr.pct(x["loadgen_util"]),
+                     lr.pct(x["server_util"]), lr.us(x["cpu_per_delivery_s"]),
+                     lr.pct(x["loadgen_util"]) + (" *" if x["loadgen_util"] > 0.85 else ""),
                      x["reason"] or "ok"] for x in ramp_rows])]
+    busy_from = next((x for x in ramp_rows if x["loadgen_util"] > 0.85), None)
+    if busy_from:
+        r += [f"\\* The load generator used more than 85 % of its core over the measured phase from "
+              f"{busy_from['deliveries_per_s']:,.0f} deliveries/s on (its own warning divides by the run including "
+              "its 1 s tail, so it did not fire): from there on it may have been the limit, not the server.", ""]
     if best:
         r += [f"Highest passing step: **{best['deliveries_per_s']:,.0f} deliveries/s** at p99 {lr.ms(best['p99_ms'])} "
               f"(server core {lr.pct(best['server_util'])} busy). The ramp stopped because: {stop}."

@@ -1,9 +1,12 @@
 """Figures from tickcast-loadgen's --json results and --percentiles files (stdlib only), shared by
 scripts/lib/capacity.py and scripts/lib/sweep.py.
 
-Rates are per second of the *configured* measured phase (plan.stop.duration): the load
-generator's own run_seconds also counts the 1 s it keeps reading after the last send, which
-would understate an open-loop rate by duration / (duration + 1).
+Rates and CPU shares are per second of the *configured* measured phase (plan.stop.duration):
+the load generator's own run_seconds also counts the 1 s it keeps reading after the last send,
+which would understate an open-loop rate, and a busy core, by duration / (duration + 1).
+
+    lgresult.py other-work OUT NAME     prints the share of the server's core other processes
+                                        took during run NAME (0..1), for the scripts' reruns
 """
 import json
 import re
@@ -44,9 +47,11 @@ def figures(result, txt=None):
         "disconnected": c.get("disconnected", 0),
         "server_cpu_s": cpu,
         "cpu_per_delivery_s": cpu / delivered if cpu is not None and delivered else None,
-        "server_util": cpu / run if cpu is not None and run else None,
+        # Over the configured duration: the load generator's run also counts its 1 s tail, where
+        # little happens, which would dilute a busy core to duration / (duration + 1).
+        "server_util": cpu / dur if cpu is not None and dur else None,
         # A connect storm has no measured phase: its whole wall time counts.
-        "loadgen_util": ((result.get("loadgen_run_cpu_seconds") or 0.0) / run if run > 0.05 else
+        "loadgen_util": ((result.get("loadgen_run_cpu_seconds") or 0.0) / dur if run > 0.05 and dur else
                          (result.get("loadgen_cpu_seconds") or 0.0) / (result.get("wall_seconds") or 1.0)),
         "warnings": result.get("warnings") or [],
         "connect_s": result.get("connect_seconds") or 0.0,
@@ -191,6 +196,15 @@ def other_work(out, name, result=None):
     if a.get("pid_ticks") is not None and b.get("pid_ticks") is not None and cpus:
         server = share(cpus[0], b["pid_ticks"] - a["pid_ticks"])
     loadgen = None
-    if result is not None and len(cpus) > 1 and cpus[1] != cpus[0]:
+    if isinstance(result, dict) and len(cpus) > 1 and cpus[1] != cpus[0]:
         loadgen = share(cpus[1], (result.get("loadgen_cpu_seconds") or 0.0) * hz)
     return server, loadgen
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:2] == ["other-work"]:
+        out, name = sys.argv[2], sys.argv[3]
+        p = Path(out) / f"{name}.json"
+        server, _ = other_work(out, name, load(p) if p.exists() else None)
+        print(f"{server:.3f}" if server is not None else "0")

@@ -104,3 +104,24 @@ scrape() {
   python3 scripts/lib/scrape_metrics.py "$PORT" >"$out/$1.metrics.json" 2>/dev/null \
     || echo "    $1: could not read /metrics" >&2
 }
+
+# noisy NAME : true when other processes took more than NOISY_MAX (default 0.2) of the server's
+# core during run NAME; the run is then worth repeating.
+noisy() {
+  local share
+  share="$(python3 scripts/lib/lgresult.py other-work "$out" "$1")"
+  python3 -c "import sys; sys.exit(0 if float('$share') > float('${NOISY_MAX:-0.2}') else 1)"
+}
+
+# with_retries NAME CMD... : runs CMD (a function that starts a server and runs NAME); while other
+# processes took too much of the server's core, runs it again, at most RETRIES (2) more times.
+with_retries() {
+  local name="$1" attempt; shift
+  "$@"
+  for attempt in $(seq "${RETRIES:-2}"); do
+    noisy "$name" || return 0
+    echo "    $name: other processes took $(python3 scripts/lib/lgresult.py other-work "$out" "$name") of the server's core: again ($attempt)"
+    echo "$name: rerun $attempt (other work $(python3 scripts/lib/lgresult.py other-work "$out" "$name"))" >>"$out/quiet.txt"
+    "$@"
+  done
+}
