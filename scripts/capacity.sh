@@ -9,7 +9,7 @@
 #   http    RSS per idle SSE stream and per parked long-poll (scripts/lib/hold_http_clients.py)
 #   ramp    most deliveries/s under a p99 SLO (tickcast-loadgen ramp: 1,000 subscribers, the
 #           publish rate stepped until p99 > SLO, loss, or a busy load generator)
-#   cost    server CPU per delivery at a moderate load: WebSocket at 128 B, 1 KiB, 4 KiB; SSE,
+#   cost    server CPU per delivery at a moderate load: WebSocket at 128 B, 4 KiB, 16 KiB; SSE,
 #           long-poll, poll; CPU per publish
 #   storm   connection storm: connections/s and handshake latency (tickcast-loadgen connect)
 #
@@ -42,13 +42,13 @@ case "$mode" in
     idle_small=10000; idle_big="50000:3"; hold=5s; idle_rate=10000; warm=1s
     http_steps="2000,10000"
     ramp_clients=1000; ramp_start=50; ramp_step=150; ramp_steps=8; ramp_dur=3s
-    cost_clients=1000; cost_rate=50; cost_dur=5s; pub_rate=2000; sizes="128 1024 4096"
+    cost_clients=1000; cost_rate=50; cost_dur=5s; pub_rate=2000; sizes="128 4096 16384"
     storm=10000 ;;
   full)
     idle_small=10000; idle_big="50000:3 100000:6 150000:9"; hold=10s; idle_rate=10000; warm=1s
     http_steps="5000,10000,18000"
     ramp_clients=1000; ramp_start=50; ramp_step=75; ramp_steps=16; ramp_dur=10s
-    cost_clients=1000; cost_rate=50; cost_dur=15s; pub_rate=2000; sizes="128 1024 4096"
+    cost_clients=1000; cost_rate=50; cost_dur=15s; pub_rate=2000; sizes="128 1024 4096 16384"
     storm=18000 ;;
   -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
   *) echo "usage: scripts/capacity.sh [smoke|quick|full]" >&2; exit 2 ;;
@@ -128,12 +128,15 @@ done
 
 # --- deliveries/s under the SLO --------------------------------------------------------------
 note_noise "ramp"
-start_tickcast ramp --threads 1 --no-feed --log warn
-echo "    ramp: $ramp_clients subscribers, rate $ramp_start + k x $ramp_step msg/s, p99 <= $slo"
-lg ramp ramp --clients "$ramp_clients" --connect-rate 5000 --rate "$ramp_start" --rate-step "$ramp_step" \
-  --max-steps "$ramp_steps" --slo-p99 "$slo" --duration "$ramp_dur" --size 128 --channels bench \
-  --server-pid "$SERVER_PID" --json "$out/ramp.json" --percentiles "$out/ramp.pct"
-stop_server
+ramp_once() {
+  start_tickcast ramp --threads 1 --no-feed --log warn
+  echo "    ramp: $ramp_clients subscribers, rate $ramp_start + k x $ramp_step msg/s, p99 <= $slo"
+  lg ramp ramp --clients "$ramp_clients" --connect-rate 5000 --rate "$ramp_start" --rate-step "$ramp_step" \
+    --max-steps "$ramp_steps" --slo-p99 "$slo" --duration "$ramp_dur" --size 128 --channels bench \
+    --server-pid "$SERVER_PID" --json "$out/ramp.json" --percentiles "$out/ramp.pct"
+  stop_server
+}
+RETRIES=1 with_retries ramp ramp_once
 
 # --- CPU per delivery, per transport and size; CPU per publish -------------------------------
 note_noise "cost"

@@ -6,6 +6,7 @@ report.md and the SVG plots (with tickcast-report).
     capacity.py OUT_DIR MODE TICKCAST_REPORT_BIN SLO
 """
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -143,8 +144,9 @@ def main():
     http = http_runs(out)
     steps, ramp_rows, best, stop, server_limited = ramp(out)
     ramp_other = lr.other_work(out, "ramp")[0]
-    costs = {n: cost(out, n) for n in ["cost-ws-128", "cost-ws-1024", "cost-ws-4096", "cost-sse",
-                                        "cost-longpoll", "cost-poll", "cost-publish"]}
+    ws_runs = sorted((p.stem for p in out.glob("cost-ws-*.json") if re.fullmatch(r"cost-ws-\d+\.json", p.name)),
+                     key=lambda n: int(n.rsplit("-", 1)[1]))
+    costs = {n: cost(out, n) for n in ws_runs + ["cost-sse", "cost-longpoll", "cost-poll", "cost-publish"]}
     storm_result = lr.load(out / "storm.json")
     storm = lr.figures(storm_result)
     storm_other = lr.other_work(out, "storm", storm_result)
