@@ -25,8 +25,8 @@
 # Environment: SERVER_CPU, LOADGEN_CPU, BENCH_OUT (output directory), BENCH_BIN (prebuilt
 # tickcast, tickcast-loadgen, tickcast-report), SLO_P99 (default 50ms). The machine is shared:
 # each run starts when both pinned cores are quiet (waiting at most QUIET_WAIT s, default 10),
-# and a cost run is repeated (at most RETRIES = 2 times, fresh server) when other processes took
-# more than NOISY_MAX (0.2) of the server's core during it.
+# and a cost run is repeated (at most RETRIES times, fresh server) when other processes took
+# more than NOISY_MAX (0.2) of the server's core during it (RETRIES: 1, full 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +56,7 @@ esac
 # Each load generator run waits (at most QUIET_WAIT seconds) until both cores are quiet: the
 # machine is shared. smoke does not wait.
 QUIET_WAIT="${QUIET_WAIT:-$([ "$mode" = smoke ] && echo 0 || echo 10)}"
+RETRIES="${RETRIES:-$([ "$mode" = full ] && echo 2 || echo 1)}"
 slo="${SLO_P99:-50ms}"
 
 SERVER_CPU="${SERVER_CPU:-0}"
@@ -136,7 +137,7 @@ ramp_once() {
     --server-pid "$SERVER_PID" --json "$out/ramp.json" --percentiles "$out/ramp.pct"
   stop_server
 }
-RETRIES=1 with_retries ramp ramp_once
+RETRIES=1 with_retries ramp ramp_once  # the ramp is long: once
 
 # --- CPU per delivery, per transport and size; CPU per publish -------------------------------
 note_noise "cost"

@@ -18,7 +18,7 @@
 #
 # Writes one JSON, percentile file and /metrics snapshot per setting, report.md and SVG plots
 # (tickcast-report). The machine is shared: each run starts when both pinned cores are quiet
-# (waiting at most QUIET_WAIT s), and is repeated (at most RETRIES times, fresh server) when
+# (waiting at most QUIET_WAIT s), and is repeated (at most RETRIES times: 1, full 2; fresh server) when
 # other processes took more than NOISY_MAX of the server's core during it. Environment: SERVER_CPU (0), LOADGEN_CPU (1), BENCH_OUT, BENCH_BIN
 # (prebuilt tickcast, tickcast-loadgen, tickcast-report).
 set -euo pipefail
@@ -62,6 +62,7 @@ echo_rows=(
 # Each load generator run waits (at most QUIET_WAIT seconds) until both cores are quiet: the
 # machine is shared. smoke does not wait.
 QUIET_WAIT="${QUIET_WAIT:-$([ "$mode" = smoke ] && echo 0 || echo 10)}"
+RETRIES="${RETRIES:-$([ "$mode" = full ] && echo 2 || echo 1)}"
 SERVER_CPU="${SERVER_CPU:-0}"
 LOADGEN_CPU="${LOADGEN_CPU:-$(( $(nproc) > 1 ? 1 : 0 ))}"
 started=$SECONDS

@@ -122,6 +122,15 @@ def txt_row(path, hist):
     return {}
 
 
+def contention(f):
+    """A note for an input measured while other processes took part of the server's core."""
+    share = f.get("other_server") if f else None
+    if share is None or share <= 0.2:
+        return None
+    return (f"other processes took {share * 100:.0f} % of the server's core during this run (shared machine): "
+            "sharing a core makes the server batch more, so this cost is likely understated")
+
+
 def inp(value, unit, at, src, bytes_=None, note=None):
     d = {"value": value, "unit": unit, "at": at, "from": src}
     if bytes_ is not None:
@@ -160,23 +169,26 @@ def main():
     b = max(0.0, slope(sizes))
     inputs = {}
     inputs["ws_cpu_s_per_delivery"] = inp(ws128["cpu_per_delivery_s"], "CPU-s", load_at(ws128) + ", 128 B",
-                                          f"{src}/cost-ws-128.json: server CPU / deliveries", 128)
+                                          f"{src}/cost-ws-128.json: server CPU / deliveries", 128, contention(ws128))
     inputs["cpu_s_per_byte"] = inp(b, "CPU-s", "WebSocket, " + ", ".join(f"{s} B" for s, _ in sizes),
                                    f"{src}/cost-ws-*.json: least-squares slope of CPU per delivery over size",
-                                   note="clamped at 0" if slope(sizes) < 0 else None)
+                                   note="; ".join(n for n in (["clamped at 0"] if slope(sizes) < 0 else [])
+                                                  + [contention(costs[f"cost-ws-{x}"]) for x, _ in sizes]
+                                                  if n) or None)
     for t in ("sse", "longpoll"):
         f = costs[f"cost-{t}"]
         inputs[f"{t}_cpu_s_per_delivery"] = inp(f["cpu_per_delivery_s"], "CPU-s", load_at(f) + ", 128 B",
-                                                f"{src}/cost-{t}.json: server CPU / deliveries", 128)
+                                                f"{src}/cost-{t}.json: server CPU / deliveries", 128, contention(f))
     poll = costs["cost-poll"]
     per_req = poll["server_cpu_s"] / poll["requests"] if poll["requests"] else None
     inputs["poll_cpu_s_per_request"] = inp(
         per_req, "CPU-s", load_at(poll) + f", 128 B, 1 s poll interval ({poll['delivered'] / max(poll['requests'], 1):.1f} messages per answer)",
-        f"{src}/cost-poll.json: server CPU / poll requests")
+        f"{src}/cost-poll.json: server CPU / poll requests", note=contention(poll))
     pub = costs["cost-publish"]
     inputs["cpu_s_per_publish"] = inp(pub["server_cpu_s"] / max(pub["published"], 1), "CPU-s",
                                       f"1 subscriber, {pub['published'] / pub['duration_s']:.0f} HTTP publishes/s",
-                                      f"{src}/cost-publish.json: server CPU / publishes (its one delivery included)")
+                                      f"{src}/cost-publish.json: server CPU / publishes (its one delivery included)",
+                                      note=contention(pub))
     inputs["wire_overhead_bytes"] = inp(ws128["bytes_received"] / max(ws128["received"], 1) - 128, "B",
                                         "WebSocket frame + JSON envelope", f"{src}/cost-ws-128.json: bytes received / messages - 128")
     big = max((r for r in idle if r.get("rss_per_connection") is not None), key=lambda r: r["held"], default=None)
