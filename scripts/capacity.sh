@@ -56,7 +56,7 @@ esac
 # Each load generator run waits (at most QUIET_WAIT seconds) until both cores are quiet: the
 # machine is shared. smoke does not wait.
 QUIET_WAIT="${QUIET_WAIT:-$([ "$mode" = smoke ] && echo 0 || echo 10)}"
-RETRIES="${RETRIES:-$([ "$mode" = full ] && echo 2 || echo 1)}"
+RETRIES="${RETRIES:-$(case "$mode" in smoke) echo 0 ;; full) echo 2 ;; *) echo 1 ;; esac)}"
 slo="${SLO_P99:-50ms}"
 
 SERVER_CPU="${SERVER_CPU:-0}"

@@ -167,12 +167,15 @@ def quiet_summary(out):
     p = Path(out) / "quiet.txt"
     if not p.exists():
         return ""
-    lines = [l for l in p.read_text().splitlines() if l.strip()]
+    lines = [l for l in p.read_text().splitlines() if "quiet after" in l]
+    reruns = sum(1 for l in p.read_text().splitlines() if ": rerun" in l)
     quiet = sum(1 for l in lines if ": quiet after" in l)
     text = f"{quiet} of {len(lines)} runs started with both pinned cores quiet (<= 15 % busy)"
     if quiet < len(lines):
-        text += "; the others started anyway after waiting QUIET_WAIT seconds for it (quiet.txt)"
-    return text
+        text += "; the others started anyway after waiting QUIET_WAIT seconds for it"
+    if reruns:
+        text += f"; {reruns} run(s) repeated because other processes took more than a fifth of the server's core"
+    return text + " (quiet.txt)"
 
 
 def other_work(out, name, result=None):
