@@ -150,14 +150,20 @@ def main():
             if len(pts) < 2:
                 continue
             pts.sort()
-            svg = f"{sweep}-{k}.svg"
-            subprocess.run([report_bin, "plot-xy", "--out", str(out / svg),
-                            f"--title=--{k}: server CPU per delivery and throughput", f"--x-label=--{k}",
-                            "--y-label=µs of server CPU per delivery / deliveries per ms", "--log-x", "--",
-                            "CPU per delivery (µs)=" + ",".join(f"{x:g}:{c['cpu_per_delivery_s'] * 1e6:.4f}" for x, c in pts),
-                            "deliveries per ms=" + ",".join(f"{x:g}:{c['deliveries_per_s'] / 1000:.3f}" for x, c in pts)],
-                           check=True, stdout=subprocess.DEVNULL)
-            md += [f"![{k}]({svg})", ""]
+            unit = "round trips/s" if sweep == "echo" else "deliveries/s"
+            for suffix, ylabel, fmt in (
+                ("cpu", "server CPU per delivery (µs)", lambda c: f"{c['cpu_per_delivery_s'] * 1e6:.4f}"),
+                ("throughput", unit, lambda c: f"{c['deliveries_per_s']:.0f}"),
+            ):
+                svg = f"{sweep}-{k}-{suffix}.svg"
+                subprocess.run([report_bin, "plot-xy", "--out", str(out / svg),
+                                f"--title=--{k}: {ylabel} ({sweep} sweep)", f"--x-label=--{k}",
+                                f"--y-label={ylabel}", "--log-x", "--",
+                                f"{sweep}=" + ",".join(f"{x:g}:{fmt(c)}" for x, c in pts)],
+                               check=True, stdout=subprocess.DEVNULL)
+                md += [f"![{k} {suffix}]({svg})"]
+            md += [""]
+
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (out / "report.md").write_text("\n".join(md))
 
