@@ -25,9 +25,16 @@ pub struct Distribution {
     /// From the `#[Max = ..., Total count = ...]` footer, else the last row.
     pub max_ms: f64,
     pub total_count: u64,
+    /// The exact p99 when the histogram itself was read (JSON input); text files have rows only.
+    pub p99_ms: Option<f64>,
 }
 
 impl Distribution {
+    /// p99: exact from a histogram, else the first row at or above 99 %.
+    pub fn p99(&self) -> Option<f64> {
+        self.p99_ms.or_else(|| self.at(0.99))
+    }
+
     /// The value at `percentile` (0..=1): the first row at or above it.
     pub fn at(&self, percentile: f64) -> Option<f64> {
         self.points.iter().find(|p| p.percentile >= percentile).map(|p| p.value_ms)
@@ -188,7 +195,8 @@ pub fn distribution(h: &Histogram<u64>) -> Distribution {
             });
         }
     }
-    Distribution { points, max_ms: h.max() as f64 / NS_PER_MS, total_count: h.len() }
+    let p99_ms = (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / NS_PER_MS);
+    Distribution { points, max_ms: h.max() as f64 / NS_PER_MS, total_count: h.len(), p99_ms }
 }
 
 #[cfg(test)]
@@ -272,6 +280,8 @@ mod tests {
             let p50 = d.at(0.5).unwrap();
             assert!((4.99..=5.01).contains(&p50), "p50 {p50}");
             assert!((9.99..=10.01).contains(&d.max_ms));
+            let p99 = d.p99().unwrap();
+            assert!((9.89..=9.91).contains(&p99), "exact p99 {p99}");
             assert_eq!(d.points.last().unwrap().percentile, 1.0);
         }
         assert!(from_json(&run(&plain), Some("handshake")).is_err());

@@ -237,7 +237,8 @@ pub fn estimate(cal: &Calibration, w: &Workload) -> anyhow::Result<Estimate> {
     let _ = writeln!(t, "\nmeasured and configured inputs:");
     for (name, i) in &used {
         let at = if i.at.is_empty() { String::new() } else { format!(", at {}", i.at) };
-        let _ = writeln!(t, "  {name:<34} = {} {}{at}", num(i.value), i.unit);
+        let value = if i.unit == "B" { num(i.value.round()) } else { num(i.value) };
+        let _ = writeln!(t, "  {name:<34} = {value} {}{at}", i.unit);
         let _ = writeln!(t, "  {:<34}   from {}", "", i.from);
         if let Some(note) = &i.note {
             let _ = writeln!(t, "  {:<34}   note: {note}", "");
@@ -337,30 +338,25 @@ pub fn estimate(cal: &Calibration, w: &Workload) -> anyhow::Result<Estimate> {
     );
 
     let _ = writeln!(t, "\nmemory");
-    let _ = writeln!(t, "  process base                             {:>10}", bytes(mem_base));
-    let _ = writeln!(
-        t,
-        "  workers x fixed per worker = {workers} x {} {:>10}",
-        bytes(worker_fixed),
-        bytes(mem_workers)
-    );
-    let _ = writeln!(
-        t,
-        "  N x (RSS + kernel per socket) = {} x ({} + {} B) {:>10}",
-        num(w.clients),
-        num(rss),
-        num(tcp),
-        bytes(mem_connections)
-    );
-    let _ = writeln!(
-        t,
-        "  history C x min(history x (S + {} B), history-bytes) {:>10}",
-        num(overhead),
-        bytes(mem_history)
-    );
-    let _ = writeln!(t, "  in flight D x (S + {} B) x rtt      {:>10}", num(overhead), bytes(mem_in_flight));
-    let _ = writeln!(t, "  total                                    {:>10}", bytes(memory));
-
+    let rows = [
+        ("process base".to_string(), mem_base),
+        (format!("workers x fixed = {workers} x {}", bytes(worker_fixed)), mem_workers),
+        (
+            format!(
+                "N x (RSS + kernel) = {} x ({} + {} B)",
+                num(w.clients),
+                num(rss.round()),
+                num(tcp.round())
+            ),
+            mem_connections,
+        ),
+        (format!("history = C x min(H x (S + {} B), H_bytes)", num(overhead.round())), mem_history),
+        (format!("in flight = D x (S + {} B) x rtt", num(overhead.round())), mem_in_flight),
+        ("total".to_string(), memory),
+    ];
+    for (label, value) in rows {
+        let _ = writeln!(t, "  {label:<56} {:>10}", bytes(value));
+    }
     let _ = writeln!(t, "\nresult");
     let _ = writeln!(
         t,
@@ -375,7 +371,7 @@ pub fn estimate(cal: &Calibration, w: &Workload) -> anyhow::Result<Estimate> {
     let _ = writeln!(
         t,
         "  egress: D x (S + {} B) x 8 = {:.2} Gbit/s; full reconnect of N clients: N / ({} x cores) = {:.1} s",
-        num(overhead),
+        num(overhead.round()),
         egress_bits / 1e9,
         num(connects),
         reconnect_seconds

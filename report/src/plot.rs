@@ -250,7 +250,7 @@ pub fn latency(out: &Path, title: &str, dists: &[(String, Distribution)], log_y:
             hi = hi.max(v);
             lo = lo.min(v);
         }
-        let p99 = d.at(0.99).map_or_else(|| "-".into(), fmt_ms);
+        let p99 = d.p99().map_or_else(|| "-".into(), fmt_ms);
         let label = format!("{name} (p99 {p99}, max {}, n={})", fmt_ms(d.max_ms), d.total_count);
         series.push(Series { name: label, points });
     }
