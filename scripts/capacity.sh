@@ -35,8 +35,8 @@ case "$mode" in
   smoke)
     idle_small=200; idle_big="400:2"; hold=500ms; idle_rate=0; warm=""; NOISE_WINDOW=0.1
     http_steps="20,60"
-    ramp_clients=10; ramp_start=100; ramp_step=100; ramp_steps=2; ramp_dur=200ms
-    cost_clients=10; cost_rate=50; cost_dur=200ms; pub_rate=200; sizes="128 4096"
+    ramp_clients=10; ramp_start=100; ramp_step=100; ramp_steps=1; ramp_dur=200ms
+    cost_clients=10; cost_rate=50; cost_dur=200ms; pub_rate=200; sizes="128"
     storm=200 ;;
   quick)
     idle_small=10000; idle_big="50000:3"; hold=5s; idle_rate=10000; warm=1s
