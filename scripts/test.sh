@@ -42,6 +42,12 @@ for t in ws sse longpoll poll-1s poll-100ms; do
   }
 done
 
+# The capacity and tuning-sweep scripts at tiny scale: every phase and setting starts, and
+# their reports and calibration are written (about 20 s each).
+step "capacity.sh and sweep.sh, smoke runs"
+BENCH_BIN="$PWD/target/release" scripts/capacity.sh smoke
+BENCH_BIN="$PWD/target/release" scripts/sweep.sh smoke
+
 # The light shootout peers (Node ws, Socket.IO): each starts and every message reaches a few
 # clients (installed from npm when missing). SHOOTOUT_SMOKE=0 skips it.
 if [ "${SHOOTOUT_SMOKE:-1}" != 0 ]; then

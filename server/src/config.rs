@@ -85,7 +85,7 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_PIN")]
     pub pin: bool,
 
-    /// Submission queue entries per ring (the completion queue gets 4x). Power of two.
+    /// Submission queue entries per ring (the completion queue gets 4x). Power of two, 8 to 16384.
     #[arg(long, env = "TICKCAST_RING_ENTRIES", default_value_t = 4096)]
     pub ring_entries: u32,
 
@@ -258,8 +258,9 @@ impl Config {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         self.threads = Some(threads);
-        if !self.ring_entries.is_power_of_two() || !(8..=32768).contains(&self.ring_entries) {
-            return Err("--ring-entries must be a power of two in 8..=32768".into());
+        // The completion queue gets 4x the entries, and the kernel caps it at 65,536.
+        if !self.ring_entries.is_power_of_two() || !(8..=16384).contains(&self.ring_entries) {
+            return Err("--ring-entries must be a power of two in 8..=16384 (the completion queue gets 4x, at most 65,536)".into());
         }
         if !self.buf_count.is_power_of_two() || self.buf_count > 32768 {
             return Err("--buf-count must be a power of two, at most 32768".into());
@@ -367,6 +368,13 @@ mod tests {
         assert_eq!(cfg.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
         let bad = Config::try_parse_from(["tickcast", "--buf-count", "1000"]).unwrap();
         assert!(bad.validate().is_err());
+        // 4 x 32768 completion entries is more than the kernel gives a ring.
+        let bad = Config::try_parse_from(["tickcast", "--ring-entries", "32768"]).unwrap();
+        assert!(bad.validate().unwrap_err().contains("16384"));
+        for bad in [["--poll-batch", "0"], ["--sse-heartbeat", "10ms"], ["--cors-origin", "a b"]] {
+            let cfg = Config::try_parse_from(["tickcast", bad[0], bad[1]]).unwrap();
+            assert!(cfg.validate().is_err(), "{bad:?}");
+        }
         assert_eq!(cfg.feed_specs().unwrap().len(), 2);
     }
 
