@@ -17,7 +17,8 @@
 # it ends, also on Ctrl-C.
 # Environment: SERVER_CPU (default 0), LOADGEN_CPU (default 1), BENCH_OUT (output directory),
 # BENCH_BIN (prebuilt binaries instead of building), BENCH_SECS (seconds per run),
-# BENCH_CLIENTS (client counts, e.g. "100"), BENCH_TRANSPORTS (e.g. "ws,sse").
+# BENCH_CLIENTS (client counts, e.g. "100"), BENCH_TRANSPORTS (e.g. "ws,sse"), QUIET_WAIT
+# (seconds each run may wait for both pinned cores to be quiet first, default 10; see quiet.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -87,6 +88,9 @@ transport_run() { # transport-label clients rate
   esac
   local threads=$(( n / 18000 + 1 ))
   local name="transport-$label-$n-$rate"
+  # Start in a quiet moment of both pinned cores (the machine may be shared): QUIET_WAIT s at most.
+  printf '%s: ' "$name" >>"$out/quiet.txt"
+  python3 scripts/lib/wait_quiet.py "$SERVER_CPU,$LOADGEN_CPU" "${QUIET_WAIT:-10}" 15 >>"$out/quiet.txt"
   start_server "$name" "$BIN/tickcast" --listen 127.0.0.1:@PORT@ --threads "$threads" --no-feed --log warn
   local before
   before=$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status")

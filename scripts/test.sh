@@ -34,7 +34,7 @@ step "benchmark scripts, smoke run (20 clients, 1 s per transport)"
 cargo build --release --locked -p tickcast-server -p tickcast-loadgen
 smoke_out="target/bench-smoke"
 rm -rf "$smoke_out"
-BENCH_SECS=1 BENCH_CLIENTS=20 BENCH_OUT="$smoke_out" BENCH_BIN="$PWD/target/release" scripts/bench.sh quick
+QUIET_WAIT=0 BENCH_SECS=1 BENCH_CLIENTS=20 BENCH_OUT="$smoke_out" BENCH_BIN="$PWD/target/release" scripts/bench.sh quick
 for t in ws sse longpoll poll-1s poll-100ms; do
   grep -q "^| $t | 20 | 10 |.*| 100.0 % |" "$smoke_out/summary.md" || {
     echo "bench.sh smoke run: $t did not deliver every message (see $smoke_out/)" >&2
