@@ -112,19 +112,37 @@ def broadcast_table(out, scenario, title):
         f = run_figures(path)
         p, got, expected, run, received, cpu, txt = (f["p"], f["got"], f["expected"], f["run"],
                                                      f["received"], f["cpu"], f["txt"])
-        cpu_per_m = f"{cpu / received * 1e6:.2f}" if cpu and received else "-"
         ratio = f"{got / expected * 100:.1f} %" if got is not None and expected else "-"
-        lg = f["lg"]
-        rows.append((server, p.get("p50", "-"), p.get("p99", "-"), p.get("p99.9", "-"), ratio,
-                     f"{received / run:,.0f}" if run else "-", sustained(txt), cpu_per_m,
-                     f"{lg / run * 100:.0f} %" if run else "-"))
+        sus = sustained(txt)
+        throughput = float(sus.replace(",", "")) if sus != "-" else (received / run if run else None)
+        rows.append({"server": server, "p50": p.get("p50", "-"), "p99": p.get("p99", "-"),
+                     "p99.9": p.get("p99.9", "-"), "delivered": ratio,
+                     "rate": f"{received / run:,.0f}" if run else "-", "sustained": sus,
+                     "cpu_per_m": cpu / received * 1e6 if cpu and received else None,
+                     "throughput": throughput, "lg": f"{f['lg'] / run * 100:.0f} %" if run else "-"})
     if not rows:
         return ""
+    # tickcast's advantage, from the same run: the peer's CPU per delivery over tickcast's, and
+    # (saturated) tickcast's deliveries/s over the peer's.
+    base = next((r for r in rows if r["server"] == "tickcast"), None)
+    saturated = scenario.startswith("saturate")
+
+    def advantage(r):
+        if base is None or r is base:
+            return "-"
+        if saturated:
+            ok = base["throughput"] and r["throughput"]
+            return f"{base['throughput'] / r['throughput']:.2f}x deliveries/s" if ok else "-"
+        ok = base["cpu_per_m"] and r["cpu_per_m"]
+        return f"{r['cpu_per_m'] / base['cpu_per_m']:.2f}x less CPU" if ok else "-"
+
     lines = [f"### {title}", "",
-             "| server | p50 | p99 | p99.9 | delivered | deliveries/s | sustained (window) | server CPU-s per 1M deliveries | load generator CPU |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| server | p50 | p99 | p99.9 | delivered | deliveries/s | sustained (window) | server CPU-s per 1M deliveries | load generator CPU | tickcast vs this |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append("| " + " | ".join(str(c) for c in r) + " |")
+        cells = [r["server"], r["p50"], r["p99"], r["p99.9"], r["delivered"], r["rate"], r["sustained"],
+                 fmt(r["cpu_per_m"], ".2f"), r["lg"], advantage(r)]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
