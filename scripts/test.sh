@@ -31,7 +31,7 @@ cargo test -p tickcast-loadgen --locked --test e2e --test uring_shutdown
 # The benchmark scripts at tiny scale: every transport end to end through bench.sh, its
 # summary and (when built) its plots. Seconds, not minutes.
 step "benchmark scripts, smoke run (20 clients, 1 s per transport)"
-cargo build --release --locked -p tickcast-server -p tickcast-loadgen
+cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p tickcast-report
 smoke_out="target/bench-smoke"
 rm -rf "$smoke_out"
 QUIET_WAIT=0 BENCH_SECS=1 BENCH_CLIENTS=20 BENCH_OUT="$smoke_out" BENCH_BIN="$PWD/target/release" scripts/bench.sh quick
