@@ -443,6 +443,9 @@ impl RingReceiver {
     /// multishot recv), account them, and wait (bounded) for the last completions.
     fn stop(&mut self, stats: &mut ThreadStats) {
         self.closed = true;
+        // Cut off: the connections that ended before the stop. A close the server sends while
+        // stopping (its answer to ours, or one in flight) does not make a connection cut off.
+        let cut_off: Vec<bool> = self.conns.iter().map(|c| c.as_ref().is_some_and(|c| c.done)).collect();
         for conn in self.conns.iter_mut().flatten() {
             if !conn.done {
                 let _ = conn.send(OpCode::Close, &1000u16.to_be_bytes());
@@ -459,8 +462,7 @@ impl RingReceiver {
             self.reap(stats);
         }
         self.leak = self.armed > 0;
-        for index in 0..self.conns.len() {
-            let cut_off = self.conns[index].as_ref().is_some_and(|c| c.done);
+        for (index, cut_off) in cut_off.into_iter().enumerate() {
             // Keep the socket of a still-armed connection open? It is shut down; the kernel holds
             // its own reference to the file while the request lives.
             self.finish_conn(index, stats, cut_off);
@@ -633,6 +635,34 @@ mod tests {
             stats.fold();
             assert_eq!(stats.hists["latency"].len(), 6);
         }
+    }
+
+    /// Stopping sends every connection a close; a server that answers it at once (Action Cable
+    /// does, within a millisecond) has not cut the connection off.
+    #[test]
+    fn a_close_answered_while_stopping_is_not_a_cut_off() {
+        use std::io::{Read, Write};
+        let mut ring = RingReceiver::new().expect("io_uring");
+        let (conn, mut peer) = conn();
+        ring.conns.push(Some(conn));
+        ring.rearm.push(0);
+        ring.submit();
+        let answer = std::thread::spawn(move || {
+            // The client's masked close: 2 header bytes, 4 of mask, the 2-byte code.
+            let mut close = [0u8; 8];
+            peer.read_exact(&mut close).unwrap();
+            let mut out = bytes::BytesMut::new();
+            write_server_frame(&mut out, OpCode::Close, &1000u16.to_be_bytes());
+            let _ = peer.write_all(&out);
+            peer
+        });
+        let mut stats = ThreadStats::default();
+        // Let the answer arrive before the drain ends: stop's shutdown ends the recv at once.
+        ring.conns[0].as_mut().unwrap().send(OpCode::Close, &1000u16.to_be_bytes()).unwrap();
+        let _peer = answer.join().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        ring.stop(&mut stats);
+        assert_eq!(stats.counters.disconnected, 0);
     }
 
     #[test]
