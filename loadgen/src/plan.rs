@@ -162,6 +162,27 @@ pub struct Workload {
     /// Rate with `ws`: how subscribers read (the raw io_uring ring, or tokio-uring reads).
     #[serde(default)]
     pub ws_receiver: WsReceiver,
+    /// WebSocket subscribers (rate with `ws`, idle, connect): the protocol spoken over the
+    /// WebSocket (`transports/protocol.rs`).
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// What WebSocket subscribers speak inside the WebSocket (`--protocol`). Each protocol's steps
+/// (route, upgrade headers, opening exchange, keepalive answer, how a delivery is unwrapped)
+/// are data in `transports/protocol.rs`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Plain WebSocket: every text frame is a message (tickcast, most peers).
+    #[default]
+    Ws,
+    /// Socket.IO 4 (Engine.IO v4, Socket.IO protocol v5) over WebSocket.
+    #[value(name = "socketio")]
+    SocketIo,
+    /// Action Cable (`actioncable-v1-json`), subscribed to one channel.
+    #[value(name = "actioncable")]
+    ActionCable,
 }
 
 /// How WebSocket subscribers of `rate` read (`--ws-receiver`).
@@ -378,6 +399,7 @@ mod tests {
                 poll: PollPlan::default(),
                 staleness: false,
                 ws_receiver: WsReceiver::Tokio,
+                protocol: Protocol::SocketIo,
             },
             stop: Stop { duration: Duration::from_secs(1), count: Some(5) },
             threads: 1,

@@ -74,7 +74,7 @@ async fn open(ctx: &Ctx, answers: Rc<Answers>) -> anyhow::Result<(Sink, tokio::t
     match plan.workload.publisher {
         Publisher::Ws => {
             let target = Target { path: WS_PUBLISH_PATH.to_string(), ..plan.target.clone() };
-            let (mut client, _) = WsClient::open(&target, None, 64 * 1024).await?;
+            let (mut client, _) = WsClient::open(&target, None, 64 * 1024, &[]).await?;
             let writer = client.split_writer();
             let reader = tokio_uring::spawn(async move {
                 while let Ok(Some(msg)) = client.next().await {
