@@ -180,8 +180,9 @@ pub struct RateMsg {
     /// per-message latency; skipped values count as superseded, not lost.
     #[arg(long)]
     pub staleness: bool,
-    /// Who publishes: this load generator over HTTP or a WebSocket (`{"type":"publish"}` on
-    /// /ws), or nobody (the server's own feed or a trivial sender).
+    /// Who publishes: this load generator over HTTP (pipelined on one connection, or
+    /// `http-pool`: no pipelining, a pool of keep-alive connections) or a WebSocket
+    /// (`{"type":"publish"}` on /ws), or nobody (the server's own feed or a trivial sender).
     #[arg(long, value_enum, default_value = "http")]
     pub publisher: Publisher,
     /// `--transport ws`: how subscribers read: `ring` (raw io_uring, multishot recv into a
@@ -517,6 +518,9 @@ mod tests {
         ]);
         assert!(plan_of(&cli.unwrap().command).is_err());
         assert!(Cli::try_parse_from(["lg", "rate", "--rate", "1", "--protocol", "socket-io"]).is_err());
+        let p = plan(&["lg", "rate", "--rate", "1", "--publisher", "http-pool"]);
+        assert_eq!(p.workload.publisher, Publisher::HttpPool);
+        assert_eq!(serde_json::to_string(&Publisher::HttpPool).unwrap(), r#""http-pool""#);
     }
 
     #[test]

@@ -248,9 +248,17 @@ impl Default for PollPlan {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Publisher {
-    /// The load generator, over HTTP keep-alive `POST /publish/<channel>`.
+    /// The load generator, over HTTP keep-alive `POST /publish/<channel>`, pipelined on one
+    /// connection.
     #[default]
     Http,
+    /// The same requests without pipelining: each on a keep-alive connection with no request
+    /// outstanding, another connection (at most 32) when all are busy. For servers that
+    /// mishandle pipelined requests (puma 5, under the Action Cable peer); requests on different
+    /// connections may be handled out of order.
+    #[serde(rename = "http-pool")]
+    #[value(name = "http-pool")]
+    HttpPool,
     /// The load generator, over a WebSocket (`GET /ws`) sending `{"type":"publish",...}`
     /// control messages; the server answers each with `published` (or `error`).
     Ws,
