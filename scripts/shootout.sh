@@ -14,12 +14,15 @@
 #              the steps past the p99 break are run one at a time, see results/shootout.md)
 # quick: 2 rounds of 4 s runs, ramp 500..18,500 clients in steps of 3,000, 3 s each: < 10 min.
 # full:  3 rounds of 10 s runs, ramp steps of 1,500, 5 s each.
-# smoke: seconds; each peer starts and a few clients get every message (Node ws: the load
-#        generator; Socket.IO: socket.io-client; Action Cable: a websocket-ruby client).
-#        Default peers node-ws,socketio.
+# smoke: seconds; each peer starts and a few clients get every message through the load
+#        generator (20 clients, 20 messages); Socket.IO also through socket.io-client
+#        (smoke.js: long-polling and upgrading clients too), Action Cable also through a
+#        websocket-ruby client (smoke.rb). Default peers node-ws,socketio.
 # Peers: tickcast bun node-ws tokio-tungstenite websocket-ruby django-channels bare (plain
-# WebSocket, driven by the load generator) and socketio, actioncable, ratchet (rows with the
-# reason they have no figures). Missing peers are installed first (scripts/peers.sh install).
+# WebSocket), socketio and actioncable (the load generator speaks their protocols:
+# --protocol socketio|actioncable; Action Cable is published to without pipelining,
+# --publisher http-pool, which its puma needs), all driven the same way, and ratchet (a row
+# with the reason it has no figures). Missing peers are installed first (scripts/peers.sh install).
 # Writes results/shootout.md and results/shootout.json (SHOOTOUT_MD / SHOOTOUT_JSON override),
 # results/shootout.svg when $BIN/tickcast-report exists; raw runs in $CARGO_TARGET_DIR/shootout/.
 # Environment: SERVER_CPU, LOADGEN_CPU, SHOOTOUT_BIN (prebuilt binaries, no cargo build),
@@ -36,7 +39,7 @@ while [ $# -gt 0 ]; do
     quick|full|smoke) mode="$1" ;;
     --peers) peers_arg="${2:?--peers needs a list}"; shift ;;
     --peers=*) peers_arg="${1#--peers=}" ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: scripts/shootout.sh [quick|full|smoke] [--peers a,b,...]" >&2; exit 2 ;;
   esac
   shift
@@ -81,6 +84,15 @@ export CARGO_TARGET_DIR="$TARGET_DIR"
 
 protocol() { [ "$1" = tickcast ] && echo ws || scripts/peers.sh protocol "$1"; }
 
+# The load generator's subscriber protocol (and publisher) for a stack.
+peer_args() {
+  case "$(protocol "$1")" in
+    socketio) echo "--protocol socketio" ;;
+    # puma 5.6.5 answers pipelined requests with 400 or drops them (docs/loadgen.md).
+    actioncable) echo "--protocol actioncable --publisher http-pool" ;;
+  esac
+}
+
 # ---------------------------------------------------------------------------------- installs
 echo "==> peers: ${PEERS[*]}"
 declare -A UNAVAILABLE=()
@@ -88,9 +100,6 @@ for p in "${PEERS[@]}"; do
   [ "$p" = tickcast ] && continue
   if ! scripts/peers.sh protocol "$p" >/dev/null 2>&1; then
     echo "shootout.sh: unknown peer $p (known: $ALL_PEERS)" >&2; exit 2
-  fi
-  if [ "$mode" != smoke ] && [ "$(protocol "$p")" != ws ] && [ "$p" != ratchet ]; then
-    continue # no figures for these yet; nothing to install
   fi
   if ! status=$(scripts/peers.sh status "$p" 2>&1); then
     if [ "$p" = ratchet ]; then UNAVAILABLE[$p]="$status"; continue; fi
@@ -188,12 +197,9 @@ if [ "$mode" = smoke ]; then
     if [ -n "${UNAVAILABLE[$p]:-}" ]; then echo "    $p: SKIPPED: ${UNAVAILABLE[$p]}" >&2; failed=1; continue; fi
     if ! start_peer "$p" "$out/smoke-$p.server.log"; then failed=1; continue; fi
     rc=0
+    # The stack's own client first (polling and upgrading Socket.IO clients, a Ruby Action Cable
+    # client), then the load generator: 20 subscribers, 20 messages, every one delivered.
     case "$(protocol "$p")" in
-      ws)
-        loadgen rate --url "http://127.0.0.1:$PORT" --path /ws --clients 20 --rate 20 --duration 1s \
-          --channels bench --json "$out/smoke-$p.json" >"$out/smoke-$p.txt" 2>&1 || rc=$?
-        python3 "$HELP" smoke-check "$out/smoke-$p.json" "$p" || rc=1
-        ;;
       socketio)
         (cd benches/peers/socketio && timeout 30 taskset -c "$LOADGEN_CPU" node smoke.js "$PORT" 20 20) &
         pids+=($!); wait $! || rc=$?
@@ -203,6 +209,10 @@ if [ "$mode" = smoke ]; then
         pids+=($!); wait $! || rc=$?
         ;;
     esac
+    # shellcheck disable=SC2046
+    loadgen rate --url "http://127.0.0.1:$PORT" $(peer_args "$p") --clients 20 --rate 20 --duration 1s \
+      --channels bench --json "$out/smoke-$p.json" >"$out/smoke-$p.txt" 2>&1 || rc=$?
+    python3 "$HELP" smoke-check "$out/smoke-$p.json" "$p" || rc=1
     stop_server
     [ "$rc" -eq 0 ] || { echo "    $p: smoke FAILED (see $out/smoke-$p.*)" >&2; failed=1; }
   done
@@ -213,7 +223,7 @@ fi
 # ---------------------------------------------------------------------------------- benchmark
 DRIVEN=()
 for p in "${PEERS[@]}"; do
-  [ -z "${UNAVAILABLE[$p]:-}" ] && [ "$(protocol "$p")" = ws ] && DRIVEN+=("$p")
+  [ -z "${UNAVAILABLE[$p]:-}" ] && [ "$(protocol "$p")" != none ] && DRIVEN+=("$p")
 done
 {
   describe_machine
@@ -227,11 +237,13 @@ run_one() { # ROUND SCENARIO PEER
   local r="$1" scenario="$2" p="$3" name="$1-$2-$3"
   start_peer "$p" "$out/$name.server.log" || { echo "did not start" >"$out/$name.failed"; return 0; }
   echo "    round $r $scenario: $p"
+  local args
+  read -r -a args <<<"$(peer_args "$p")"
   case "$scenario" in
-    rate-1k) measured "$name" rate --clients "$RATE_CLIENTS" --rate "$RATE" --duration "${secs}s" --connect-rate 5000 ;;
-    saturate-1k) measured "$name" saturate --clients "$RATE_CLIENTS" --window "$WINDOW" --duration "${secs}s" --connect-rate 5000 ;;
+    rate-1k) measured "$name" rate --clients "$RATE_CLIENTS" --rate "$RATE" --duration "${secs}s" --connect-rate 5000 "${args[@]}" ;;
+    saturate-1k) measured "$name" saturate --clients "$RATE_CLIENTS" --window "$WINDOW" --duration "${secs}s" --connect-rate 5000 "${args[@]}" ;;
     rate-10k) measured "$name" rate --clients "$BIG_CLIENTS" --rate "$BIG_RATE" --duration "${secs}s" --connect-rate 5000 \
-      --source-ips 127.0.0.1-127.0.0.40 ;;
+      --source-ips 127.0.0.1-127.0.0.40 "${args[@]}" ;;
   esac
   stop_server
 }
@@ -256,8 +268,9 @@ echo "==> capacity ramps (${RAMP_RATE} msg/s, $ramp_c0 + k x $ramp_step clients,
 for p in "${DRIVEN[@]}"; do
   start_peer "$p" "$out/ramp-$p.server.log" || { echo "did not start" >"$out/ramp-$p.failed"; continue; }
   echo "    ramp: $p"
+  read -r -a args <<<"$(peer_args "$p")"
   loadgen ramp --clients "$ramp_c0" --clients-step "$ramp_step" --max-steps "$ramp_steps" --slo-p99 "$SLO_P99" \
-    "${ramp_args[@]}" --url "http://127.0.0.1:$PORT" --size 128 --channels bench --server-pid "$SERVER_PID" \
+    "${ramp_args[@]}" "${args[@]}" --url "http://127.0.0.1:$PORT" --size 128 --channels bench --server-pid "$SERVER_PID" \
     --json "$out/ramp-$p.json" >"$out/ramp-$p.txt" 2>&1 || true
   next=$(python3 "$HELP" steps "$out/ramp-$p.json" "$out/step-$p" "$BIN/tickcast-loadgen" "$SLO_P95_MS" "$ramp_step" \
     2>>"$out/ramp-$p.txt") || next=""
@@ -265,7 +278,7 @@ for p in "${DRIVEN[@]}"; do
   while [ -n "$next" ] && [ "$next" -le "$last" ]; do
     echo "    ramp (p95 <= ${SLO_P95_MS} ms): $p at $next clients"
     kill -0 "$SERVER_PID" 2>/dev/null || break
-    loadgen ramp --clients "$next" --max-steps 1 "${ramp_args[@]}" --url "http://127.0.0.1:$PORT" --size 128 \
+    loadgen ramp --clients "$next" --max-steps 1 "${ramp_args[@]}" "${args[@]}" --url "http://127.0.0.1:$PORT" --size 128 \
       --channels bench --server-pid "$SERVER_PID" --json "$out/ramp95-$p-$next.json" >"$out/ramp95-$p-$next.txt" 2>&1 || true
     ok=$(python3 "$HELP" steps "$out/ramp95-$p-$next.json" "$out/step-$p" "$BIN/tickcast-loadgen" "$SLO_P95_MS" 0 \
       2>>"$out/ramp-$p.txt") || ok=""

@@ -28,6 +28,19 @@ cargo test -p tickcast-loadgen --locked --lib --bins --test http_transports
 step "load generator end-to-end tests"
 cargo test -p tickcast-loadgen --locked --test e2e --test uring_shutdown
 
+# The load generator's Socket.IO and Action Cable subscribers against the real peers
+# (loadgen/tests/peers.rs). A peer that is not installed is skipped with a message; the Socket.IO
+# peer is installed here from npm (as the shootout smoke below does) and required, so its test
+# cannot be skipped silently. Action Cable runs when its Debian packages are there.
+# SHOOTOUT_SMOKE=0 (no Node.js) skips the install and the requirement.
+step "load generator against the Socket.IO and Action Cable peers"
+peers_required=""
+if [ "${SHOOTOUT_SMOKE:-1}" != 0 ]; then
+  scripts/peers.sh install socketio
+  peers_required="socketio"
+fi
+TICKCAST_PEERS_REQUIRED="$peers_required" cargo test -p tickcast-loadgen --locked --test peers
+
 # The benchmark scripts at tiny scale: every transport end to end through bench.sh, its
 # summary and (when built) its plots. Seconds, not minutes.
 step "benchmark scripts, smoke run (20 clients, 1 s per transport)"

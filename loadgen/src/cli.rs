@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::plan::{
-    Clients, Plan, PollPlan, Publisher, Scenario, Schedule, Stop, Target, Transport, Workload, WsReceiver,
-    parse_source_ips,
+    Clients, Plan, PollPlan, Protocol, Publisher, Scenario, Schedule, Stop, Target, Transport, Workload,
+    WsReceiver, parse_source_ips,
 };
 use crate::time::parse_duration;
 
@@ -36,6 +36,11 @@ pub enum Command {
         /// How long to hold the connections once all are open.
         #[arg(long, value_parser = parse_duration, default_value = "10s")]
         hold: Duration,
+        /// What the clients speak inside the WebSocket (they count as open once the protocol
+        /// confirms; its keepalives are answered). Default path: /echo for ws, else the
+        /// protocol's route.
+        #[arg(long, value_enum, default_value = "ws")]
+        protocol: Protocol,
     },
     /// Round trips through a WebSocket echo endpoint (default path /echo).
     Echo {
@@ -54,6 +59,10 @@ pub enum Command {
     Connect {
         #[command(flatten)]
         common: Common,
+        /// What the clients speak inside the WebSocket: with socketio or actioncable a
+        /// connection is open once the protocol confirms (`subscribe` histogram).
+        #[arg(long, value_enum, default_value = "ws")]
+        protocol: Protocol,
     },
     /// A publisher at a fixed rate (HTTP keep-alive POST /publish/<channel>, or a WebSocket),
     /// subscribers (ws, sse, longpoll, poll) measuring delivery latency from the scheduled send
@@ -171,20 +180,31 @@ pub struct RateMsg {
     /// per-message latency; skipped values count as superseded, not lost.
     #[arg(long)]
     pub staleness: bool,
-    /// Who publishes: this load generator over HTTP or a WebSocket (`{"type":"publish"}` on
-    /// /ws), or nobody (the server's own feed or a trivial sender).
+    /// Who publishes: this load generator over HTTP (pipelined on one connection, or
+    /// `http-pool`: no pipelining, a pool of keep-alive connections) or a WebSocket
+    /// (`{"type":"publish"}` on /ws), or nobody (the server's own feed or a trivial sender).
     #[arg(long, value_enum, default_value = "http")]
     pub publisher: Publisher,
     /// `--transport ws`: how subscribers read: `ring` (raw io_uring, multishot recv into a
     /// provided buffer ring, frames parsed in place) or `tokio` (tokio-uring reads).
     #[arg(long, value_enum, default_value = "ring")]
     pub ws_receiver: WsReceiver,
+    /// `--transport ws`: what subscribers speak inside the WebSocket: plain `ws` (tickcast and
+    /// most peers, path /ws), `socketio` (Socket.IO 4, path /socket.io/?EIO=4&transport=websocket)
+    /// or `actioncable` (actioncable-v1-json, path /cable, channel BroadcastChannel).
+    #[arg(long, value_enum, default_value = "ws")]
+    pub protocol: Protocol,
 }
 
 impl RateMsg {
     fn workload(&self, schedule: Schedule) -> anyhow::Result<Workload> {
         anyhow::ensure!(self.channels_per_client >= 1, "--channels-per-client must be at least 1");
         anyhow::ensure!(!self.poll_interval.is_zero(), "--poll-interval must be positive");
+        anyhow::ensure!(
+            self.protocol == Protocol::Ws || self.transport == Transport::Ws,
+            "--protocol {:?} runs over WebSocket only (--transport ws)",
+            self.protocol
+        );
         Ok(Workload {
             schedule,
             message_bytes: self.size,
@@ -195,12 +215,16 @@ impl RateMsg {
             poll: PollPlan { interval: self.poll_interval, longpoll_timeout: self.longpoll_timeout },
             staleness: self.staleness,
             ws_receiver: self.ws_receiver,
+            protocol: self.protocol,
         })
     }
 
     /// Subscribers' default route; each client adds `channels=` (see `scenarios::subscription`).
     fn path(&self) -> &'static str {
-        self.transport.default_path()
+        match self.protocol {
+            Protocol::Ws => self.transport.default_path(),
+            other => other.spec().path,
+        }
     }
 }
 
@@ -316,7 +340,7 @@ fn ephemeral_ports() -> u64 {
     }
 }
 
-fn idle_workload() -> Workload {
+fn idle_workload(protocol: Protocol) -> Workload {
     Workload {
         schedule: Schedule::Unpaced,
         message_bytes: 0,
@@ -327,19 +351,31 @@ fn idle_workload() -> Workload {
         poll: PollPlan::default(),
         staleness: false,
         ws_receiver: WsReceiver::default(),
+        protocol,
+    }
+}
+
+/// `idle` and `connect`: /echo on plain WebSocket, else the protocol's route.
+fn idle_path(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Ws => "/echo",
+        other => other.spec().path,
     }
 }
 
 /// Builds the plan of a scenario subcommand, with its common arguments.
 pub fn plan_of(command: &Command) -> anyhow::Result<(Plan, &Common)> {
     match command {
-        Command::Idle { common, hold } => {
+        Command::Idle { common, hold, protocol } => {
             let stop = Stop { duration: *hold, count: None };
-            Ok((common.plan(Scenario::Idle, "/echo", idle_workload(), stop)?, common))
+            Ok((common.plan(Scenario::Idle, idle_path(*protocol), idle_workload(*protocol), stop)?, common))
         }
-        Command::Connect { common } => {
+        Command::Connect { common, protocol } => {
             let stop = Stop { duration: Duration::ZERO, count: None };
-            Ok((common.plan(Scenario::Connect, "/echo", idle_workload(), stop)?, common))
+            Ok((
+                common.plan(Scenario::Connect, idle_path(*protocol), idle_workload(*protocol), stop)?,
+                common,
+            ))
         }
         Command::Echo { common, run, size, rate } => {
             let workload = Workload {
@@ -349,7 +385,7 @@ pub fn plan_of(command: &Command) -> anyhow::Result<(Plan, &Common)> {
                     Schedule::ClosedLoop
                 },
                 message_bytes: *size,
-                ..idle_workload()
+                ..idle_workload(Protocol::Ws)
             };
             let stop = Stop { duration: run.duration, count: run.count };
             Ok((common.plan(Scenario::Echo, "/echo", workload, stop)?, common))
@@ -454,6 +490,37 @@ mod tests {
             |args: &[&str]| Cli::try_parse_from(args).map(|c| plan_of(&c.command).is_err()).unwrap_or(true);
         assert!(bad(&["lg", "rate", "--rate", "1", "--channels", "a b"]));
         assert!(bad(&["lg", "rate", "--rate", "1", "--transport", "carrier-pigeon"]));
+    }
+
+    #[test]
+    fn protocols_pick_their_route() {
+        let p = plan(&["lg", "rate", "--rate", "10", "--protocol", "socketio"]);
+        assert_eq!(p.workload.protocol, Protocol::SocketIo);
+        assert_eq!(p.target.path, "/socket.io/?EIO=4&transport=websocket");
+        let p = plan(&["lg", "saturate", "--protocol", "actioncable"]);
+        assert_eq!((p.workload.protocol, p.target.path.as_str()), (Protocol::ActionCable, "/cable"));
+        let p = plan(&["lg", "ramp", "--rate", "5", "--clients-step", "10", "--protocol", "actioncable"]);
+        assert_eq!(p.workload.protocol, Protocol::ActionCable);
+        let p = plan(&["lg", "idle", "--protocol", "socketio", "--path", "/x"]);
+        assert_eq!((p.workload.protocol, p.target.path.as_str()), (Protocol::SocketIo, "/x"));
+        assert_eq!(plan(&["lg", "idle"]).target.path, "/echo");
+        assert_eq!(plan(&["lg", "connect", "--protocol", "actioncable"]).target.path, "/cable");
+        assert_eq!(plan(&["lg", "rate", "--rate", "1"]).workload.protocol, Protocol::Ws);
+        let cli = Cli::try_parse_from([
+            "lg",
+            "rate",
+            "--rate",
+            "1",
+            "--protocol",
+            "socketio",
+            "--transport",
+            "sse",
+        ]);
+        assert!(plan_of(&cli.unwrap().command).is_err());
+        assert!(Cli::try_parse_from(["lg", "rate", "--rate", "1", "--protocol", "socket-io"]).is_err());
+        let p = plan(&["lg", "rate", "--rate", "1", "--publisher", "http-pool"]);
+        assert_eq!(p.workload.publisher, Publisher::HttpPool);
+        assert_eq!(serde_json::to_string(&Publisher::HttpPool).unwrap(), r#""http-pool""#);
     }
 
     #[test]

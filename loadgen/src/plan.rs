@@ -162,6 +162,27 @@ pub struct Workload {
     /// Rate with `ws`: how subscribers read (the raw io_uring ring, or tokio-uring reads).
     #[serde(default)]
     pub ws_receiver: WsReceiver,
+    /// WebSocket subscribers (rate with `ws`, idle, connect): the protocol spoken over the
+    /// WebSocket (`transports/protocol.rs`).
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// What WebSocket subscribers speak inside the WebSocket (`--protocol`). Each protocol's steps
+/// (route, upgrade headers, opening exchange, keepalive answer, how a delivery is unwrapped)
+/// are data in `transports/protocol.rs`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Plain WebSocket: every text frame is a message (tickcast, most peers).
+    #[default]
+    Ws,
+    /// Socket.IO 4 (Engine.IO v4, Socket.IO protocol v5) over WebSocket.
+    #[value(name = "socketio")]
+    SocketIo,
+    /// Action Cable (`actioncable-v1-json`), subscribed to one channel.
+    #[value(name = "actioncable")]
+    ActionCable,
 }
 
 /// How WebSocket subscribers of `rate` read (`--ws-receiver`).
@@ -227,9 +248,17 @@ impl Default for PollPlan {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Publisher {
-    /// The load generator, over HTTP keep-alive `POST /publish/<channel>`.
+    /// The load generator, over HTTP keep-alive `POST /publish/<channel>`, pipelined on one
+    /// connection.
     #[default]
     Http,
+    /// The same requests without pipelining: each on a keep-alive connection with no request
+    /// outstanding, another connection (at most 32) when all are busy. For servers that
+    /// mishandle pipelined requests (puma 5, under the Action Cable peer); requests on different
+    /// connections may be handled out of order.
+    #[serde(rename = "http-pool")]
+    #[value(name = "http-pool")]
+    HttpPool,
     /// The load generator, over a WebSocket (`GET /ws`) sending `{"type":"publish",...}`
     /// control messages; the server answers each with `published` (or `error`).
     Ws,
@@ -378,6 +407,7 @@ mod tests {
                 poll: PollPlan::default(),
                 staleness: false,
                 ws_receiver: WsReceiver::Tokio,
+                protocol: Protocol::SocketIo,
             },
             stop: Stop { duration: Duration::from_secs(1), count: Some(5) },
             threads: 1,

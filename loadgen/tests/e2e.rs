@@ -324,6 +324,38 @@ fn a_websocket_publisher_reaches_every_subscriber() {
     assert_eq!(r.loss.lost() + r.loss.duplicates, 0);
 }
 
+/// `--publisher http-pool`: the same POSTs without pipelining, on as many keep-alive connections
+/// as it takes; every one answered, every message delivered once (possibly reordered: the pool's
+/// connections are served concurrently).
+#[test]
+fn an_http_publisher_without_pipelining_reaches_every_subscriber() {
+    let _serial = one_at_a_time();
+    let peer = Peer::start();
+    let url = peer.url();
+    for (clients, rate, duration) in [("3", "500", "1s"), ("2", "100", "1s")] {
+        let p = plan(&[
+            "rate",
+            "--url",
+            &url,
+            "--clients",
+            clients,
+            "--rate",
+            rate,
+            "--duration",
+            duration,
+            "--publisher",
+            "http-pool",
+        ]);
+        let r = run(&p, Observe::default());
+        let published = r.totals.published;
+        assert!(published > 0, "{:?}", r.totals.counters);
+        assert_eq!(r.totals.counters.publish_ok, published, "{:?}", r.totals.counters);
+        assert_eq!(r.totals.counters.publish_failed, 0);
+        assert_eq!(r.loss.delivered, r.totals.streams * published, "{:?}", r.loss);
+        assert_eq!(r.loss.lost() + r.loss.duplicates, 0);
+    }
+}
+
 #[test]
 fn saturate_publishes_within_its_window() {
     let _serial = one_at_a_time();

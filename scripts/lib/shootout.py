@@ -21,9 +21,12 @@ from pathlib import Path
 
 DELIVERED_MIN = 0.99  # as the load generator's ramp (loadgen/src/search.rs)
 BUSY = "LOAD GENERATOR WAS BUSY"
-PENDING = {
-    "socketio": "needs load generator protocol support (pending): Engine.IO v4 / Socket.IO v5 over WebSocket",
-    "actioncable": "needs load generator protocol support (pending): Action Cable (actioncable-v1-json)",
+# What the load generator speaks to the stacks that are not plain WebSocket (scripts/shootout.sh,
+# peer_args).
+PROTOCOL_NOTES = {
+    "socketio": "Socket.IO 4 over WebSocket (`--protocol socketio`)",
+    "actioncable": "Action Cable, actioncable-v1-json (`--protocol actioncable`), published without "
+                   "pipelining (`--publisher http-pool`: puma 5.6.5 answers pipelined requests with 400 or drops them)",
 }
 ORDER = ["tickcast", "bun", "bare", "tokio-tungstenite", "node-ws", "websocket-ruby", "django-channels",
          "socketio", "actioncable", "ratchet"]
@@ -178,8 +181,13 @@ def run_figures(raw, name):
     server = data.get("server") or {}
     cpu = server.get("cpu_seconds")
     clients = data["plan"]["clients"]["count"]
+    schedule = data["plan"]["workload"].get("schedule") or {}
+    duration = data["plan"]["stop"]["duration"]
+    scheduled = (round(schedule["per_second"] * (duration["secs"] + duration["nanos"] / 1e9))
+                 if schedule.get("kind") == "open" else None)
     fig = {
         "clients": clients,
+        "published": data["totals"].get("published"), "scheduled": scheduled,
         "delivered": delivered, "expected": expected,
         "loss": (expected - delivered) / expected if expected else None,
         "reordered": loss.get("reordered", 0), "duplicates": loss.get("duplicates", 0),
@@ -326,12 +334,12 @@ def report(raw, md_path, json_path, peers, svg, tool):
     driven = []
     for p in peers:
         entry = {"version": versions.get(p, "?")}
-        if p in PENDING:
-            entry["status"] = PENDING[p]
-        elif p in unavailable:
+        if p in unavailable:
             entry["status"] = f"not installable here: {unavailable[p]}"
         else:
             entry["status"] = "measured"
+            if p in PROTOCOL_NOTES:
+                entry["protocol"] = PROTOCOL_NOTES[p]
             driven.append(p)
             for scenario, by_peer in scenarios.items():
                 runs = sorted(by_peer.get(p, []), key=lambda x: x[0])
@@ -383,6 +391,9 @@ def report(raw, md_path, json_path, peers, svg, tool):
     w("message's scheduled publish time to its arrival. CPU: the stack's process over the measured")
     w("phase (`--server-pid`), per million deliveries; *+ redis*: its redis-server over the whole run.")
     w("RSS per connection: (peak RSS during the run − RSS before any client) / 1,000.")
+    w("Where a stack answered the publisher so slowly that it fell behind its schedule, the cell says")
+    w("how many of the scheduled messages were published at all; loss counts against those (the")
+    w("late sends' latency still counts from their scheduled time).")
     w("")
     w("| stack | version | delivered (loss) | p50 | p99 | max | CPU-s / M deliveries | RSS / connection | other load: stack core, loadgen core |")
     w("|---|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -404,7 +415,15 @@ def report(raw, md_path, json_path, peers, svg, tool):
             cpu += f" (+ redis {redis:.2f})"
         other = (f"{fmt_num(med(p, 'rate-1k', 'other_on_server_core_pct'), '.0f', ' %')}, "
                  f"{fmt_num(med(p, 'rate-1k', 'other_on_loadgen_core_pct'), '.0f', ' %')}")
-        w(f"| {p} | {e['version']} | {delivered:,} of {expected:,} ({loss:.2f} %) | "
+        reordered = sum(r["reordered"] for r in runs)
+        reordered = f", {reordered:,} reordered" if reordered else ""
+        published = sum(r.get("published") or 0 for r in runs)
+        scheduled = sum(r.get("scheduled") or 0 for r in runs)
+        if scheduled and published < 0.99 * scheduled:
+            # The publisher fell behind its schedule (the stack answered its POSTs too slowly):
+            # the expected deliveries are those of the messages actually published.
+            reordered += f"; published {published:,} of {scheduled:,} scheduled"
+        w(f"| {p} | {e['version']} | {delivered:,} of {expected:,} ({loss:.2f} %{reordered}) | "
           f"{per_round(p, 'rate-1k', 'p50_ms', fmt_ms)} | {per_round(p, 'rate-1k', 'p99_ms', fmt_ms)} | "
           f"{fmt_ms(med(p, 'rate-1k', 'max_ms'))} | {cpu} | "
           f"{fmt_num(med(p, 'rate-1k', 'rss_per_conn'), ',.0f', ' B')} | {other} |")
@@ -534,14 +553,27 @@ def report(raw, md_path, json_path, peers, svg, tool):
         w("in the fixed-rate table).")
         w("")
 
+    w("## Stacks that are not plain WebSocket")
+    w("")
+    w("Driven like the others (same publisher route, same workloads); the load generator speaks their")
+    w("protocol inside the WebSocket, and a subscriber counts as open on the protocol's own confirmation")
+    w("(`40{...}`, `confirm_subscription`). Their deliveries carry the published body as a JSON string,")
+    w("unescaped before the stamp is read, so latency is measured from the same scheduled send time.")
+    w("Protocol frames (open packets, confirmations, pings) are control messages, not deliveries.")
+    w("Action Cable 6.1 delivers out of order by design (a 4-thread worker pool per server): late")
+    w("arrivals are counted as reordered, not lost.")
+    w("")
+    for p in driven:
+        if p in PROTOCOL_NOTES:
+            w(f"- **{p}**: {PROTOCOL_NOTES[p]}.")
+    w("")
     w("## Stacks without figures")
     w("")
     for p in peers:
         e = result["peers"][p]
         if p not in driven:
             w(f"- **{p}** ({e['version']}): {e['status']}.")
-    w("- Peer details, install paths and what the load generator must speak for Socket.IO and")
-    w("  Action Cable: `benches/peers/README.md`.")
+    w("- Peer details, install paths and the protocols' frames: `benches/peers/README.md`.")
     w("")
 
     w("## What the load generator does not do yet")
@@ -549,8 +581,9 @@ def report(raw, md_path, json_path, peers, svg, tool):
     w("- `ramp` judges p99 only (`--slo-p99`): no p95 (or any other percentile) SLO; the p95 column is")
     w("  computed here from the steps' histograms, with one-step ramps past the p99 break.")
     w("- Ramp steps reconnect every client (a step's connections are not kept for the next one).")
-    w("- Socket.IO (Engine.IO v4) and Action Cable subscribers: the frames they need are in")
-    w("  `benches/peers/README.md`, \"Protocols the load generator must speak\".")
+    w("- Socket.IO subscribers speak WebSocket only (no long-polling, no upgrade), on the main")
+    w("  namespace; binary attachments are not decoded. Action Cable subscribers subscribe to one")
+    w("  channel.")
     w("")
 
     notes = []
@@ -587,6 +620,7 @@ def report(raw, md_path, json_path, peers, svg, tool):
         "rate_1k": "1000 subscribers x 50 msg/s", "saturate_1k": "1000 subscribers, window 8",
         "rate_10k": "10000 subscribers x 10 msg/s (full mode)",
         "capacity": "clients stepped at 5 msg/s; p99 <= 50 ms by ramp --slo-p99; p95 <= 250 ms from step histograms",
+        "protocols": PROTOCOL_NOTES,
     }
     Path(md_path).write_text("\n".join(lines) + "\n")
     Path(json_path).write_text(json.dumps(result, indent=1, default=str) + "\n")

@@ -65,7 +65,13 @@ const server = http.createServer((req, res) => {
 
 // Defaults otherwise: transports ["polling", "websocket"], pingInterval 25 s, pingTimeout 20 s,
 // no per-message deflate, the in-memory adapter (one process). The client bundle is not served.
-const io = new Server(server, { serveClient: false });
+// Tests only: SOCKETIO_PING_INTERVAL_MS / SOCKETIO_PING_TIMEOUT_MS shorten the heartbeat, so a
+// client that does not answer the server's pings is disconnected within a second (the load
+// generator's end-to-end test); measurements keep the defaults.
+const heartbeat = {};
+if (process.env.SOCKETIO_PING_INTERVAL_MS) heartbeat.pingInterval = Number(process.env.SOCKETIO_PING_INTERVAL_MS);
+if (process.env.SOCKETIO_PING_TIMEOUT_MS) heartbeat.pingTimeout = Number(process.env.SOCKETIO_PING_TIMEOUT_MS);
+const io = new Server(server, { serveClient: false, ...heartbeat });
 
 // "Performance tuning": the handshake request is kept by every connection unless discarded.
 io.engine.on('connection', (rawSocket) => {

@@ -140,9 +140,13 @@ fn rate_lines(out: &mut String, r: &RunResult) {
     let c = &r.totals.counters;
     let l = &r.loss;
     let expected = r.totals.expected();
+    let protocol = match w.protocol {
+        crate::plan::Protocol::Ws => String::new(),
+        other => format!(" (protocol {other:?})"),
+    };
     let _ = writeln!(
         out,
-        "transport {:?}, publisher {:?}, {} channel(s), {} per client, schedule {:?}",
+        "transport {:?}{protocol}, publisher {:?}, {} channel(s), {} per client, schedule {:?}",
         w.transport,
         w.publisher,
         w.channels.len(),

@@ -1,19 +1,31 @@
-//! `idle` (and the tail of `connect`): hold the connection, answer pings, until the run stops.
+//! `idle` (and the tail of `connect`): hold the connection, answer pings (WebSocket pings, and
+//! the protocol's own keepalives), until the run stops.
 
+use tickcast_protocol::frame::OpCode;
 use tokio::sync::watch;
 
 use crate::engine::{Ctx, Phase, wait_stopping};
+use crate::transports::protocol::Session;
 use crate::transports::ws::WsClient;
 
-pub async fn run(ctx: &Ctx, mut client: WsClient, mut phase: watch::Receiver<Phase>) {
+pub async fn run(ctx: &Ctx, mut client: WsClient, mut session: Session, mut phase: watch::Receiver<Phase>) {
     let cut_off = loop {
-        tokio::select! {
+        let incoming = tokio::select! {
             biased;
             () = wait_stopping(&mut phase) => break false,
-            incoming = client.next() => match incoming {
-                Ok(Some(_message)) => ctx.stats.borrow_mut().counters.messages_received += 1,
-                Ok(None) | Err(_) => break true,
-            },
+            incoming = client.next() => incoming,
+        };
+        let Ok(Some(message)) = incoming else {
+            break true;
+        };
+        let now = client.last_read_ns;
+        let reply =
+            session.account(message.text, client.payload(&message), None, &mut ctx.stats.borrow_mut(), now);
+        if let Some(reply) = reply {
+            match client.writer.send(OpCode::Text, reply).await {
+                Ok(sent) => ctx.stats.borrow_mut().counters.bytes_sent += sent as u64,
+                Err(_) => break true,
+            }
         }
     };
     if !cut_off {

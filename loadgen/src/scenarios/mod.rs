@@ -1,5 +1,6 @@
-//! What each client does. `client` opens the connection the same way for every scenario, then
-//! hands it to the scenario's loop.
+//! What each client does. `client` opens the connection the same way for every scenario (for
+//! WebSocket subscribers: the upgrade, then the `--protocol`'s opening), then hands it to the
+//! scenario's loop.
 
 pub mod echo;
 pub mod idle;
@@ -16,7 +17,9 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use crate::deliveries::{Deliveries, WindowState};
 use crate::engine::{Ctx, OPEN_TIMEOUT, Phase, ReadyCounter};
 use crate::plan::{Scenario, Schedule, Transport};
+use crate::transports::protocol::{Opening, Session};
 use crate::transports::ws::{OpenTimes, WsClient};
+use tickcast_protocol::frame::OpCode;
 
 /// One client: open (bounded by `OPEN_TIMEOUT`), record how long it took, run the scenario.
 pub async fn client(
@@ -43,27 +46,73 @@ pub async fn client(
         _ => plan.target.path.clone(),
     };
     let target = crate::plan::Target { path, ..plan.target.clone() };
-    let opened =
-        tokio::time::timeout(OPEN_TIMEOUT, WsClient::open(&target, source, plan.clients.read_buf_bytes));
+    let opened = tokio::time::timeout(OPEN_TIMEOUT, open_ws(&ctx, &target, source));
     let client = opened_client(&ctx, opened.await);
     drop(permit);
     ready.finished();
-    let Some(client) = client else {
+    let Some((client, session)) = client else {
         return;
     };
     match plan.scenario {
-        Scenario::Idle | Scenario::Connect => idle::run(&ctx, client, phase).await,
+        Scenario::Idle | Scenario::Connect => idle::run(&ctx, client, session, phase).await,
         Scenario::Echo => echo::run(&ctx, index, client, phase).await,
         Scenario::Rate => {
             let deliveries = deliveries(&ctx, index);
             // The thread's receive ring takes the connection over when there is one.
             let handed = match ctx.ring.borrow_mut().as_mut() {
-                Some(ring) => ring.adopt(&mut ctx.stats.borrow_mut(), client, deliveries),
-                None => Some((client, deliveries)),
+                Some(ring) => ring.adopt(&mut ctx.stats.borrow_mut(), client, deliveries, session),
+                None => Some((client, deliveries, session)),
             };
-            if let Some((client, deliveries)) = handed {
-                rate::subscriber(&ctx, client, deliveries, phase).await
+            if let Some((client, deliveries, session)) = handed {
+                rate::subscriber(&ctx, client, deliveries, session, phase).await
             }
+        }
+    }
+}
+
+/// Opens a WebSocket client: the upgrade (with the protocol's headers), then the protocol's
+/// own opening (`transports/protocol.rs`) until it confirms the subscription. Only then is the
+/// client open: it counts towards "every client is open", which starts the measured phase.
+async fn open_ws(
+    ctx: &Ctx,
+    target: &crate::plan::Target,
+    source: Option<std::net::IpAddr>,
+) -> anyhow::Result<((WsClient, Session), OpenTimes)> {
+    let mut session = Session::new(ctx.plan.workload.protocol);
+    let spec = session.spec();
+    let (mut client, mut times) =
+        WsClient::open(target, source, ctx.plan.clients.read_buf_bytes, spec.upgrade_headers).await?;
+    let mut opening = Opening::default();
+    if !opening.is_open(&session) {
+        let began = std::time::Instant::now();
+        subscribe(ctx, &mut client, &mut session, &mut opening)
+            .await
+            // Not an I/O error: a failure of the protocol's opening counts as a failed handshake.
+            .map_err(|e| anyhow::anyhow!("{:?} opening: {e:#}", session.protocol))?;
+        times.subscribe_ns = Some(began.elapsed().as_nanos() as u64);
+    }
+    Ok(((client, session), times))
+}
+
+/// Runs the protocol's opening exchange on an upgraded client.
+async fn subscribe(
+    ctx: &Ctx,
+    client: &mut WsClient,
+    session: &mut Session,
+    opening: &mut Opening,
+) -> anyhow::Result<()> {
+    loop {
+        let Some(message) = client.next().await? else {
+            anyhow::bail!("the server closed before confirming the subscription");
+        };
+        let step =
+            opening.on_frame(session, message.text, client.payload(&message), &mut ctx.stats.borrow_mut())?;
+        if let Some(send) = step.send {
+            let sent = client.writer.send(OpCode::Text, send).await?;
+            ctx.stats.borrow_mut().counters.bytes_sent += sent as u64;
+        }
+        if step.open {
+            return Ok(());
         }
     }
 }
@@ -82,6 +131,9 @@ pub fn opened_client<T>(
             let connect_is_main = ctx.plan.scenario == Scenario::Connect;
             stats.record("connect", times.connect_ns, false);
             stats.record("handshake", times.handshake_ns, connect_is_main);
+            if let Some(ns) = times.subscribe_ns {
+                stats.record("subscribe", ns, false);
+            }
             Some(client)
         }
         Ok(Err(e)) => {

@@ -8,7 +8,9 @@
 //! schedule to keep). It leaves over one of two sinks, both of which never wait for an answer
 //! before the next send (answers are counted by a reader task):
 //!
-//! * HTTP keep-alive, `POST /publish/<channel>` pipelined;
+//! * HTTP keep-alive, `POST /publish/<channel>` pipelined (`--publisher http`), or not
+//!   (`--publisher http-pool`: a pool of keep-alive connections, one request outstanding on
+//!   each);
 //! * a WebSocket on `/ws`, `{"type":"publish","channel":..,"data":..,"id":k}` control messages,
 //!   answered by `published` (ok) or `error` (failed).
 
@@ -42,7 +44,97 @@ struct Answers {
 
 enum Sink {
     Http(HttpConn, Vec<u8>),
+    Pool(HttpPool),
     Ws(WsWriter),
+}
+
+/// Most connections of `--publisher http-pool`.
+const POOL_MAX: usize = 32;
+/// How long a pooled send waits for a connection to become free before giving up.
+const POOL_WAIT_MAX: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnState {
+    Idle,
+    Busy,
+    /// Closed or failed: not used again.
+    Dead,
+}
+
+/// `--publisher http-pool`: keep-alive connections with at most one request outstanding each
+/// (no pipelining); a new connection when every one is busy, up to `POOL_MAX`.
+struct HttpPool {
+    conns: Vec<(HttpConn, Rc<Cell<ConnState>>)>,
+    request: Vec<u8>,
+    answers: Rc<Answers>,
+    freed: Rc<tokio::sync::Notify>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl HttpPool {
+    /// A connection with no request outstanding (opened if needed).
+    async fn idle(&mut self, ctx: &Ctx) -> std::io::Result<usize> {
+        let give_up = tokio::time::Instant::now() + POOL_WAIT_MAX;
+        loop {
+            if let Some(i) = self.conns.iter().position(|(_, s)| s.get() == ConnState::Idle) {
+                return Ok(i);
+            }
+            if self.conns.iter().filter(|(_, s)| s.get() != ConnState::Dead).count() < POOL_MAX {
+                return self.add(ctx).await;
+            }
+            let freed = self.freed.clone();
+            if tokio::time::timeout_at(give_up, freed.notified()).await.is_err() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+        }
+    }
+
+    async fn add(&mut self, ctx: &Ctx) -> std::io::Result<usize> {
+        let conn = HttpConn::connect(&ctx.plan.target).await?;
+        let state = Rc::new(Cell::new(ConnState::Idle));
+        let (stream, answers, freed, reader_state) =
+            (conn.stream.clone(), self.answers.clone(), self.freed.clone(), state.clone());
+        self.readers.push(tokio_uring::spawn(async move {
+            let _ = HttpConn::read_responses(stream, |head| {
+                answers.count(head.status);
+                reader_state.set(ConnState::Idle);
+                freed.notify_one();
+            })
+            .await;
+            reader_state.set(ConnState::Dead);
+        }));
+        self.conns.push((conn, state));
+        Ok(self.conns.len() - 1)
+    }
+
+    async fn send(&mut self, ctx: &Ctx, path: &str, body: &[u8]) -> std::io::Result<usize> {
+        let i = self.idle(ctx).await?;
+        post_request(&mut self.request, &ctx.plan.target, path, body);
+        let (conn, state) = &self.conns[i];
+        state.set(ConnState::Busy);
+        let (result, buf) = conn.send(std::mem::take(&mut self.request)).await;
+        self.request = buf;
+        if result.is_err() {
+            state.set(ConnState::Dead);
+        }
+        result.map(|()| self.request.len())
+    }
+}
+
+impl Drop for HttpPool {
+    fn drop(&mut self) {
+        self.readers.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+}
+
+impl Answers {
+    fn count(&self, status: u16) {
+        if (200..300).contains(&status) {
+            self.ok.set(self.ok.get() + 1);
+        } else {
+            self.failed.set(self.failed.get() + 1);
+        }
+    }
 }
 
 impl Sink {
@@ -55,6 +147,7 @@ impl Sink {
                 *request = buf;
                 result.map(|()| request.len())
             }
+            Sink::Pool(pool) => pool.send(ctx, &format!("/publish/{channel}"), body).await,
             Sink::Ws(writer) => {
                 let mut op = Vec::with_capacity(body.len() + 64);
                 op.extend_from_slice(
@@ -74,7 +167,7 @@ async fn open(ctx: &Ctx, answers: Rc<Answers>) -> anyhow::Result<(Sink, tokio::t
     match plan.workload.publisher {
         Publisher::Ws => {
             let target = Target { path: WS_PUBLISH_PATH.to_string(), ..plan.target.clone() };
-            let (mut client, _) = WsClient::open(&target, None, 64 * 1024).await?;
+            let (mut client, _) = WsClient::open(&target, None, 64 * 1024, &[]).await?;
             let writer = client.split_writer();
             let reader = tokio_uring::spawn(async move {
                 while let Ok(Some(msg)) = client.next().await {
@@ -88,16 +181,24 @@ async fn open(ctx: &Ctx, answers: Rc<Answers>) -> anyhow::Result<(Sink, tokio::t
             });
             Ok((Sink::Ws(writer), reader))
         }
+        Publisher::HttpPool => {
+            let mut pool = HttpPool {
+                conns: Vec::new(),
+                request: Vec::new(),
+                answers,
+                freed: Rc::new(tokio::sync::Notify::new()),
+                readers: Vec::new(),
+            };
+            // The first connection now, like the pipelined publisher's.
+            pool.add(ctx).await?;
+            Ok((Sink::Pool(pool), tokio_uring::spawn(async {})))
+        }
         Publisher::Http | Publisher::None => {
             let conn = HttpConn::connect(&plan.target).await?;
             let stream = conn.stream.clone();
             let reader = tokio_uring::spawn(async move {
                 let _ = HttpConn::read_responses(stream, move |head| {
-                    if (200..300).contains(&head.status) {
-                        answers.ok.set(answers.ok.get() + 1);
-                    } else {
-                        answers.failed.set(answers.failed.get() + 1);
-                    }
+                    answers.count(head.status);
                 })
                 .await;
             });

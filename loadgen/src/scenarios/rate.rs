@@ -1,18 +1,21 @@
-//! `rate` subscribers on WebSocket: `GET /ws?channels=...`, every frame accounted by
-//! `Deliveries` (latency from the stamp's scheduled time, loss per (channel, seq), the server's
-//! `gap` notices). The publisher is in `publish.rs`; SSE and polling subscribers in `sse.rs`
-//! and `poll.rs`.
+//! `rate` subscribers on WebSocket: `GET /ws?channels=...` (or the `--protocol`'s route),
+//! every frame accounted through the protocol's `Session` by `Deliveries` (latency from the
+//! stamp's scheduled time, loss per (channel, seq), the server's `gap` notices). The publisher is
+//! in `publish.rs`; SSE and polling subscribers in `sse.rs` and `poll.rs`.
 
+use tickcast_protocol::frame::OpCode;
 use tokio::sync::watch;
 
 use crate::deliveries::Deliveries;
 use crate::engine::{Ctx, Phase, wait_stopping};
+use crate::transports::protocol::Session;
 use crate::transports::ws::WsClient;
 
 pub async fn subscriber(
     ctx: &Ctx,
     mut client: WsClient,
     mut deliveries: Deliveries,
+    mut session: Session,
     mut phase: watch::Receiver<Phase>,
 ) {
     let cut_off = loop {
@@ -26,9 +29,17 @@ pub async fn subscriber(
         };
         let now = client.last_read_ns;
         let bytes = client.take_bytes_received();
-        let mut stats = ctx.stats.borrow_mut();
-        stats.counters.bytes_received += bytes;
-        deliveries.on_message(&mut stats, client.payload(&message), now);
+        let reply = {
+            let mut stats = ctx.stats.borrow_mut();
+            stats.counters.bytes_received += bytes;
+            session.account(message.text, client.payload(&message), Some(&mut deliveries), &mut stats, now)
+        };
+        if let Some(reply) = reply {
+            match client.writer.send(OpCode::Text, reply).await {
+                Ok(sent) => ctx.stats.borrow_mut().counters.bytes_sent += sent as u64,
+                Err(_) => break true,
+            }
+        }
     };
     if !cut_off {
         client.close().await;

@@ -1,10 +1,12 @@
 //! Client transports: WebSocket (`ws.rs`), and over plain HTTP/1.1 (`http.rs`, chunked bodies
 //! in `chunked.rs`): Server-Sent Events (`sse.rs`) and the JSON answers of polling and
-//! long-polling (`poll.rs`). The per-transport subscriber loops are in `scenarios/`.
+//! long-polling (`poll.rs`). What WebSocket subscribers speak inside the WebSocket (plain,
+//! Socket.IO, Action Cable): `protocol.rs`. The per-transport subscriber loops are in `scenarios/`.
 
 pub mod chunked;
 pub mod http;
 pub mod poll;
+pub mod protocol;
 pub mod sse;
 pub mod ws;
 pub mod wsring;

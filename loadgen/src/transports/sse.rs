@@ -167,6 +167,7 @@ impl SseClient {
         let times = OpenTimes {
             connect_ns: (connected - began).as_nanos() as u64,
             handshake_ns: (done - connected).as_nanos() as u64,
+            subscribe_ns: None,
         };
         Ok((client, times))
     }

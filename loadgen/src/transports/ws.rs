@@ -27,6 +27,9 @@ const RESPONSE_HEAD_MAX_BYTES: usize = 16 * 1024;
 pub struct OpenTimes {
     pub connect_ns: u64,
     pub handshake_ns: u64,
+    /// From the `101` to the protocol's confirmation of the subscription (Socket.IO,
+    /// Action Cable; `transports/protocol.rs`).
+    pub subscribe_ns: Option<u64>,
 }
 
 /// The write half: shares the socket with the client, so a sender task and a receiver task can
@@ -90,19 +93,20 @@ pub struct WsClient {
 }
 
 impl WsClient {
-    /// Connects (from `source` if given), sends the upgrade request for `target.path` and waits
-    /// for `101 Switching Protocols`.
+    /// Connects (from `source` if given), sends the upgrade request for `target.path` (with
+    /// `headers`, e.g. a subprotocol) and waits for `101 Switching Protocols`.
     pub async fn open(
         target: &Target,
         source: Option<IpAddr>,
         read_buf_bytes: usize,
+        headers: &[(&str, &str)],
     ) -> anyhow::Result<(WsClient, OpenTimes)> {
         let began = Instant::now();
         let stream = Rc::new(crate::net::connect(target.addr, source).await?);
         let connected = Instant::now();
         let seed: u64 = rand::random::<u64>() | 1;
         let (handshake, request) =
-            ClientHandshake::new(&target.authority(), &target.path, rand::random(), &[]);
+            ClientHandshake::new(&target.authority(), &target.path, rand::random(), headers);
         let (result, _) = stream.write_all(request).await;
         result?;
         let mut client = WsClient {
@@ -131,6 +135,7 @@ impl WsClient {
         let times = OpenTimes {
             connect_ns: (connected - began).as_nanos() as u64,
             handshake_ns: (done - connected).as_nanos() as u64,
+            subscribe_ns: None,
         };
         Ok((client, times))
     }

@@ -12,8 +12,10 @@
 //!
 //! The ring is driven by a task of the thread's runtime ([`drive`]) that waits for the ring's file
 //! descriptor to become readable (completions posted), so connection setup, the ticker and this
-//! loop share one thread. Pings are answered and closes acknowledged with plain `send`s on the
-//! socket (rare).
+//! loop share one thread. Pings (and the `--protocol`'s keepalives, e.g. Socket.IO's `2`) are
+//! answered and closes acknowledged with plain `send`s on the socket (rare). Every data frame
+//! goes through the connection's protocol `Session` (`protocol.rs`): for plain WebSocket that
+//! hands it to `Deliveries` as it is.
 
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -31,6 +33,7 @@ use tokio::sync::watch;
 use crate::deliveries::Deliveries;
 use crate::engine::{Ctx, Phase, ThreadStats};
 use crate::time::now_ns;
+use crate::transports::protocol::Session;
 use crate::transports::ws::{MAX_FRAME_BYTES, WsClient};
 
 /// Buffers in the ring (power of two) and their size: 16 MiB per load thread.
@@ -124,6 +127,8 @@ struct Conn {
     fragments: Vec<u8>,
     fragment_text: Option<bool>,
     deliveries: Deliveries,
+    /// The protocol spoken inside the WebSocket (its opening is done).
+    session: Session,
     pings: u64,
     mask_state: u64,
     /// The multishot recv is armed (a completion without `MORE` disarms it).
@@ -136,6 +141,8 @@ struct Conn {
 enum Action {
     None,
     Pong(Vec<u8>),
+    /// The protocol's answer to a keepalive.
+    Reply(&'static [u8]),
     Closed(Vec<u8>),
 }
 
@@ -198,8 +205,8 @@ impl Conn {
     ) -> anyhow::Result<()> {
         let action = match opcode {
             OpCode::Text | OpCode::Binary if fin && self.fragment_text.is_none() => {
-                self.deliveries.on_message(stats, payload, now);
-                Action::None
+                let text = opcode == OpCode::Text;
+                self.session.account(text, payload, Some(&mut self.deliveries), stats, now).into()
             }
             OpCode::Text | OpCode::Binary => {
                 self.fragments.clear();
@@ -207,18 +214,23 @@ impl Conn {
                 self.fragment_text = Some(opcode == OpCode::Text);
                 if fin {
                     self.fragment_text = None;
-                    self.deliveries.on_message(stats, &self.fragments, now);
+                    let text = opcode == OpCode::Text;
+                    self.session.account(text, &self.fragments, Some(&mut self.deliveries), stats, now).into()
+                } else {
+                    Action::None
                 }
-                Action::None
             }
             OpCode::Continuation => {
-                anyhow::ensure!(self.fragment_text.is_some(), "continuation frame without a message");
+                let Some(text) = self.fragment_text else {
+                    anyhow::bail!("continuation frame without a message");
+                };
                 self.fragments.extend_from_slice(payload);
                 if fin {
                     self.fragment_text = None;
-                    self.deliveries.on_message(stats, &self.fragments, now);
+                    self.session.account(text, &self.fragments, Some(&mut self.deliveries), stats, now).into()
+                } else {
+                    Action::None
                 }
-                Action::None
             }
             OpCode::Ping => {
                 self.pings += 1;
@@ -230,6 +242,10 @@ impl Conn {
         match action {
             Action::None => {}
             Action::Pong(payload) => self.send(OpCode::Pong, &payload)?,
+            Action::Reply(reply) => {
+                self.send(OpCode::Text, reply)?;
+                stats.counters.bytes_sent += reply.len() as u64;
+            }
             Action::Closed(code) => {
                 let _ = self.send(OpCode::Close, &code);
                 let _ = self.socket.shutdown(std::net::Shutdown::Both);
@@ -250,6 +266,12 @@ impl Conn {
         let mut out = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
         write_client_frame(&mut out, opcode, payload, mask);
         self.socket.write_all(&out)
+    }
+}
+
+impl From<Option<&'static [u8]>> for Action {
+    fn from(reply: Option<&'static [u8]>) -> Action {
+        reply.map_or(Action::None, Action::Reply)
     }
 }
 
@@ -289,19 +311,21 @@ impl RingReceiver {
     }
 
     /// Takes over an opened client: its socket (duplicated), the bytes it already read past the
-    /// upgrade head, and its accounting. Gives them back (`Some`) when the ring no longer reads.
+    /// upgrade head (and the protocol's opening), its protocol session and its accounting.
+    /// Gives them back (`Some`) when the ring no longer reads.
     pub fn adopt(
         &mut self,
         stats: &mut ThreadStats,
         mut client: WsClient,
         deliveries: Deliveries,
-    ) -> Option<(WsClient, Deliveries)> {
+        session: Session,
+    ) -> Option<(WsClient, Deliveries, Session)> {
         if self.closed {
-            return Some((client, deliveries));
+            return Some((client, deliveries, session));
         }
         let fd = match client.duplicate_fd() {
             Ok(fd) => fd,
-            Err(_) => return Some((client, deliveries)),
+            Err(_) => return Some((client, deliveries, session)),
         };
         stats.counters.bytes_received += client.take_bytes_received();
         stats.counters.pings_received += client.pings_received;
@@ -313,6 +337,7 @@ impl RingReceiver {
             fragments: Vec::new(),
             fragment_text: None,
             deliveries,
+            session,
             pings: 0,
             mask_state: rand::random::<u64>() | 1,
             armed: false,
@@ -443,6 +468,9 @@ impl RingReceiver {
     /// multishot recv), account them, and wait (bounded) for the last completions.
     fn stop(&mut self, stats: &mut ThreadStats) {
         self.closed = true;
+        // Cut off: the connections that ended before the stop. A close the server sends while
+        // stopping (its answer to ours, or one in flight) does not make a connection cut off.
+        let cut_off: Vec<bool> = self.conns.iter().map(|c| c.as_ref().is_some_and(|c| c.done)).collect();
         for conn in self.conns.iter_mut().flatten() {
             if !conn.done {
                 let _ = conn.send(OpCode::Close, &1000u16.to_be_bytes());
@@ -459,8 +487,7 @@ impl RingReceiver {
             self.reap(stats);
         }
         self.leak = self.armed > 0;
-        for index in 0..self.conns.len() {
-            let cut_off = self.conns[index].as_ref().is_some_and(|c| c.done);
+        for (index, cut_off) in cut_off.into_iter().enumerate() {
             // Keep the socket of a still-armed connection open? It is shut down; the kernel holds
             // its own reference to the file while the request lives.
             self.finish_conn(index, stats, cut_off);
@@ -581,6 +608,10 @@ mod tests {
     use tickcast_protocol::frame::write_server_frame;
 
     fn conn() -> (Conn, std::net::TcpStream) {
+        conn_speaking(crate::plan::Protocol::Ws)
+    }
+
+    fn conn_speaking(protocol: crate::plan::Protocol) -> (Conn, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let socket = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (peer, _) = listener.accept().unwrap();
@@ -590,6 +621,7 @@ mod tests {
             fragments: Vec::new(),
             fragment_text: None,
             deliveries: Deliveries::new(vec![0], false, None),
+            session: Session::new(protocol),
             pings: 0,
             mask_state: 1,
             armed: false,
@@ -633,6 +665,77 @@ mod tests {
             stats.fold();
             assert_eq!(stats.hists["latency"].len(), 6);
         }
+    }
+
+    /// Socket.IO frames through the ring, cut anywhere: deliveries unwrapped and measured, the
+    /// server's ping (`2`) answered with a masked text frame `3` on the socket, a fragmented
+    /// event reassembled; nothing malformed.
+    #[test]
+    fn socket_io_frames_through_the_ring() {
+        use std::io::Read;
+        let mut stream = bytes::BytesMut::new();
+        let mut body = Vec::new();
+        let event = |body: &[u8]| {
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            format!("42{}", serde_json::json!(["msg", text]))
+        };
+        for seq in 1..=3 {
+            stamp::write(&mut body, Stamp { seq, t_ns: 10, src: 0 }, 128);
+            write_server_frame(&mut stream, OpCode::Text, event(&body).as_bytes());
+        }
+        write_server_frame(&mut stream, OpCode::Text, b"2");
+        stamp::write(&mut body, Stamp { seq: 4, t_ns: 10, src: 0 }, 300);
+        let frame = event(&body);
+        let mut first = bytes::BytesMut::new();
+        write_server_frame(&mut first, OpCode::Text, &frame.as_bytes()[..50]);
+        first[0] &= 0x7f; // not FIN
+        stream.extend_from_slice(&first);
+        write_server_frame(&mut stream, OpCode::Continuation, &frame.as_bytes()[50..]);
+        for cut in [1, 5, 64, 1000] {
+            let (mut conn, mut peer) = conn_speaking(crate::plan::Protocol::SocketIo);
+            let mut stats = ThreadStats::default();
+            for chunk in stream.chunks(cut) {
+                conn.on_data(chunk, &mut stats, 20).unwrap();
+            }
+            conn.deliveries.finish(&mut stats);
+            assert_eq!(stats.loss.delivered, 4, "cut {cut}");
+            assert_eq!((stats.counters.control_messages, stats.counters.malformed), (1, 0), "cut {cut}");
+            // The pong: FIN + text, masked, 1 byte of payload `3`.
+            let mut pong = [0u8; 7];
+            peer.read_exact(&mut pong).unwrap();
+            assert_eq!(&pong[..2], &[0x81, 0x81]);
+            assert_eq!(pong[6] ^ pong[2], b'3');
+            stats.fold();
+            assert_eq!(stats.hists["latency"].len(), 4);
+        }
+    }
+
+    /// Stopping sends every connection a close; a server that answers it at once (Action Cable
+    /// does, within a millisecond) has not cut the connection off.
+    #[test]
+    fn a_close_answered_while_stopping_is_not_a_cut_off() {
+        use std::io::{Read, Write};
+        let mut ring = RingReceiver::new().expect("io_uring");
+        let (conn, mut peer) = conn();
+        ring.conns.push(Some(conn));
+        ring.rearm.push(0);
+        ring.submit();
+        let answer = std::thread::spawn(move || {
+            // The client's masked close: 2 header bytes, 4 of mask, the 2-byte code.
+            let mut close = [0u8; 8];
+            peer.read_exact(&mut close).unwrap();
+            let mut out = bytes::BytesMut::new();
+            write_server_frame(&mut out, OpCode::Close, &1000u16.to_be_bytes());
+            let _ = peer.write_all(&out);
+            peer
+        });
+        let mut stats = ThreadStats::default();
+        // Let the answer arrive before the drain ends: stop's shutdown ends the recv at once.
+        ring.conns[0].as_mut().unwrap().send(OpCode::Close, &1000u16.to_be_bytes()).unwrap();
+        let _peer = answer.join().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        ring.stop(&mut stats);
+        assert_eq!(stats.counters.disconnected, 0);
     }
 
     #[test]
