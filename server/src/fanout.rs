@@ -10,6 +10,7 @@
 use bytes::Bytes;
 
 use crate::conn::{Conn, Phase};
+use crate::http::Endpoint;
 use crate::hub::{Pattern, Published};
 use crate::metrics::{self, WorkerStats};
 use crate::sendq::{FrameMeta, SlowConsumerPolicy};
@@ -176,17 +177,24 @@ impl Subscribers {
         self.match_patterns(msg);
         let Some(list) = self.by_channel.get_mut(msg.channel_id() as usize) else { return };
         let meta = FrameMeta { channel_id: msg.channel_id(), seq: msg.seq() };
+        let ws_frame = msg.ws_frame();
         let mut delivered = 0u64;
         list.retain(|sub| {
             let Some(conn) = t.conns.get(sub.slot as usize) else { return false };
-            if !conn.in_use || conn.generation != sub.generation || !conn.is_subscriber() {
+            if !conn.in_use || conn.generation != sub.generation {
                 return false; // the connection is gone: drop the entry now
             }
+            // One look at the phase: still a subscriber, and which wire format it reads.
+            let sse = match conn.phase {
+                Phase::Open(Endpoint::Ws) => false,
+                Phase::Sse => true,
+                _ => return false,
+            };
             if meta.seq <= sub.live_after {
                 return true;
             }
             delivered += 1;
-            let frame = if conn.phase == Phase::Sse { msg.sse_event() } else { msg.ws_frame() };
+            let frame = if sse { msg.sse_event() } else { ws_frame };
             deliver(t, sub.slot, frame, meta, policy);
             true
         });
