@@ -479,10 +479,11 @@ impl Drop for Tickcast {
 }
 
 /// `rate` against `server` for `duration`, with `args` added.
-fn rate_against(server: &Tickcast, duration: &str, args: &[&str]) -> RunResult {
+/// A `rate` run against `server`; `args` are the scenario's flags, space-separated.
+fn rate_against(server: &Tickcast, duration: &str, args: &str) -> RunResult {
     let url = server.url();
     let mut all = vec!["rate", "--url", &url, "--duration", duration, "--size", "128"];
-    all.extend_from_slice(args);
+    all.extend(args.split_whitespace());
     run(&plan(&all), Observe::default())
 }
 
@@ -509,18 +510,7 @@ fn sse_against_tickcast_delivers_every_message() {
     let r = rate_against(
         &server,
         "1s",
-        &[
-            "--transport",
-            "sse",
-            "--clients",
-            "4",
-            "--rate",
-            "200",
-            "--channels",
-            "a,b",
-            "--channels-per-client",
-            "2",
-        ],
+        "--transport sse --clients 4 --rate 200 --channels a,b --channels-per-client 2",
     );
     assert_everything_delivered(&r);
     assert_eq!(r.totals.streams, 8);
@@ -536,20 +526,7 @@ fn poll_against_tickcast_delivers_every_message() {
     let r = rate_against(
         &server,
         "1s",
-        &[
-            "--transport",
-            "poll",
-            "--poll-interval",
-            "100ms",
-            "--clients",
-            "3",
-            "--rate",
-            "200",
-            "--channels",
-            "a,b",
-            "--channels-per-client",
-            "2",
-        ],
+        "--transport poll --poll-interval 100ms --clients 3 --rate 200 --channels a,b --channels-per-client 2",
     );
     assert_everything_delivered(&r);
     let c = r.totals.counters;
@@ -565,18 +542,7 @@ fn longpoll_against_tickcast_delivers_every_message() {
     let r = rate_against(
         &server,
         "1s",
-        &[
-            "--transport",
-            "longpoll",
-            "--clients",
-            "3",
-            "--rate",
-            "200",
-            "--channels",
-            "a,b,c",
-            "--channels-per-client",
-            "2",
-        ],
+        "--transport longpoll --clients 3 --rate 200 --channels a,b,c --channels-per-client 2",
     );
     assert_everything_delivered(&r);
     let c = r.totals.counters;
@@ -593,18 +559,7 @@ fn poll_against_tickcast_counts_what_history_no_longer_holds() {
     let r = rate_against(
         &server,
         "1s",
-        &[
-            "--transport",
-            "poll",
-            "--poll-interval",
-            "400ms",
-            "--clients",
-            "2",
-            "--rate",
-            "200",
-            "--channels",
-            "a",
-        ],
+        "--transport poll --poll-interval 400ms --clients 2 --rate 200 --channels a",
     );
     let c = r.totals.counters;
     assert_eq!(c.publish_ok, r.totals.published, "{c:?}");
@@ -634,11 +589,7 @@ fn a_stopped_tickcast_shows_up_as_sse_latency() {
             std::thread::sleep(Duration::from_millis(600));
             server.signal(Signal::CONT);
         });
-        rate_against(
-            &server,
-            "2s",
-            &["--transport", "sse", "--clients", "2", "--rate", "100", "--channels", "a"],
-        )
+        rate_against(&server, "2s", "--transport sse --clients 2 --rate 100 --channels a")
     });
     assert_everything_delivered(&r);
     let latency = &r.totals.hists["latency"];
@@ -652,18 +603,7 @@ fn websocket_against_tickcast_delivers_every_message() {
     let r = rate_against(
         &server,
         "1s",
-        &[
-            "--transport",
-            "ws",
-            "--clients",
-            "4",
-            "--rate",
-            "200",
-            "--channels",
-            "a,b",
-            "--channels-per-client",
-            "2",
-        ],
+        "--transport ws --clients 4 --rate 200 --channels a,b --channels-per-client 2",
     );
     assert_everything_delivered(&r);
     assert_eq!(r.totals.streams, 8);
@@ -675,11 +615,7 @@ fn websocket_against_tickcast_delivers_every_message() {
 fn a_websocket_publisher_against_tickcast_reaches_every_subscriber() {
     let _serial = one_at_a_time();
     let server = Tickcast::start(&["--allow-client-publish", "a"]);
-    let r = rate_against(
-        &server,
-        "1s",
-        &["--transport", "sse", "--publisher", "ws", "--clients", "3", "--rate", "200", "--channels", "a"],
-    );
+    let r = rate_against(&server, "1s", "--transport sse --publisher ws --clients 3 --rate 200 --channels a");
     assert_everything_delivered(&r);
 }
 
@@ -698,11 +634,7 @@ fn a_tickcast_killed_mid_run_cuts_long_pollers_off_and_the_run_ends() {
             std::thread::sleep(Duration::from_millis(300));
             server.signal(rustix::process::Signal::KILL);
         });
-        rate_against(
-            &server,
-            "2s",
-            &["--transport", "longpoll", "--clients", "3", "--rate", "100", "--channels", "a"],
-        )
+        rate_against(&server, "2s", "--transport longpoll --clients 3 --rate 100 --channels a")
     });
     let c = r.totals.counters;
     assert_eq!(c.disconnected, 3, "{c:?}");
