@@ -21,6 +21,11 @@ const START_DELAY: Duration = Duration::from_millis(200);
 const DRAIN: Duration = Duration::from_millis(1000);
 /// How long after the start an idle run first samples the server's memory.
 const IDLE_SETTLE: Duration = Duration::from_secs(1);
+/// An idle run samples the server's memory this often while the clients are held.
+const MEM_SAMPLE_EVERY: Duration = Duration::from_millis(500);
+/// The coordinator sleeps at most this long when nothing is due (a safety net: every deadline it
+/// keeps is computed, and workers' events wake it).
+const WAKE_MAX: Duration = Duration::from_secs(1);
 
 /// How to run beyond the plan itself.
 #[derive(Debug, Clone, Default)]
@@ -88,7 +93,13 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
     let mut warnings = Vec::new();
     let mut finished = 0;
     while finished < n {
-        match rx.recv_timeout(Duration::from_millis(10)) {
+        // Block until an event arrives or the next thing this loop does is due. A short fixed
+        // timeout here woke the coordinator 100 times a second, and each blocking receive of
+        // crossbeam spins and calls `sched_yield` before it parks: about 1-2 % of the core the
+        // load generator measures on.
+        let samples_memory = observe.server_pid.is_some();
+        let wake = next_wake(plan, &state, &*progress, Instant::now(), connect_deadline, samples_memory);
+        match rx.recv_deadline(wake) {
             Ok(WorkerEvent::Progress { worker, counters, interval }) => {
                 latest[worker] = *counters;
                 progress.add_interval(&interval);
@@ -125,7 +136,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
                 state.self_cpu_start = procfs::self_cpu_seconds();
             }
         }
-        if state.t0.is_none() && !state.stopped && now > connect_deadline {
+        if state.t0.is_none() && !state.stopped && now >= connect_deadline {
             warnings.push(format!(
                 "only {} of {} workers had opened every client after {:?}; stopped",
                 state.ready,
@@ -143,7 +154,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
             && state.next_mem_sample.is_none_or(|t| now >= t)
         {
             state.held = procfs::mem_sample(pid).ok().or(state.held);
-            state.next_mem_sample = Some(now + Duration::from_millis(500));
+            state.next_mem_sample = Some(now + MEM_SAMPLE_EVERY);
         }
         if let Some(stop_at) = state.stop_at
             && now >= stop_at
@@ -220,6 +231,35 @@ struct RunState {
     server_cpu_end: Option<f64>,
     self_cpu_start: f64,
     self_cpu_run: f64,
+}
+
+/// When the coordinator's loop next has something to do without an event: the progress line,
+/// the connect deadline, an idle run's memory sample, the stop.
+fn next_wake(
+    plan: &Plan,
+    state: &RunState,
+    progress: &Progress,
+    now: Instant,
+    connect_deadline: Instant,
+    samples_memory: bool,
+) -> Instant {
+    let mut wake = (now + WAKE_MAX).min(progress.next_due(now));
+    if state.stopped {
+        return wake;
+    }
+    match state.t0 {
+        None => wake = wake.min(connect_deadline),
+        Some(t0) => {
+            if plan.scenario == Scenario::Idle && samples_memory {
+                let first = t0 + IDLE_SETTLE.min(plan.stop.duration / 2);
+                wake = wake.min(state.next_mem_sample.unwrap_or(first).max(first));
+            }
+        }
+    }
+    if let Some(stop_at) = state.stop_at {
+        wake = wake.min(stop_at);
+    }
+    wake
 }
 
 /// How long opening every client may take: the connect schedule plus a margin.

@@ -647,3 +647,31 @@ fn a_tickcast_killed_mid_run_cuts_long_pollers_off_and_the_run_ends() {
     assert!(r.warnings.iter().any(|w| w.contains("cut off")), "{:?}", r.warnings);
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+/// This thread's voluntary context switches so far: each time it blocked and was woken.
+fn thread_wakeups() -> u64 {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("voluntary_ctxt_switches:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The coordinator (on the calling thread) blocks until an event comes or something is due. It
+/// used to wake every 10 ms (`recv_timeout`), and each of crossbeam's blocking receives spins and
+/// calls `sched_yield` before it parks: 100 wake-ups a second on the measured core. Now it wakes
+/// about as often as its worker reports (10 times a second) and when a deadline is due.
+#[test]
+fn the_coordinator_sleeps_between_events() {
+    let _serial = one_at_a_time();
+    let peer = Peer::start();
+    let url = peer.url();
+    let p = plan(&["idle", "--url", &url, "--clients", "2", "--hold", "1500ms"]);
+    let before = thread_wakeups();
+    let started = std::time::Instant::now();
+    let r = run(&p, Observe::default());
+    let seconds = started.elapsed().as_secs_f64();
+    let wakeups = thread_wakeups() - before;
+    eprintln!("{wakeups} wake-ups in {seconds:.2} s");
+    assert_eq!(r.totals.counters.connected, 2);
+    assert!(seconds >= 1.5, "{seconds}");
+    assert!((wakeups as f64) < 30.0 * seconds, "{wakeups} wake-ups in {seconds:.2} s");
+}

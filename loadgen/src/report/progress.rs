@@ -10,6 +10,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::stats::{Counters, Hist};
 
+/// A bar moves at least this often.
+const BAR_STEP: Duration = Duration::from_millis(100);
+/// The coordinator wakes for progress at most this often, whatever `--progress-interval` says.
+const PERIOD_MIN: Duration = Duration::from_millis(10);
+
 /// One period of the interval log.
 #[derive(Debug, Clone)]
 pub struct Interval {
@@ -116,6 +121,16 @@ impl Progress {
                     }
                 }
             }
+        }
+    }
+
+    /// When `tick` next has something to do: the end of the current period (at least
+    /// `PERIOD_MIN` after the last), and for a bar its next step.
+    pub fn next_due(&self, now: Instant) -> Instant {
+        let period_end = self.last + self.period.max(PERIOD_MIN);
+        match self.output {
+            Output::Bar(_) => period_end.min(now + BAR_STEP),
+            Output::Quiet | Output::Lines => period_end,
         }
     }
 
@@ -312,6 +327,18 @@ mod tests {
         assert_eq!(bar.position(), 60_000);
         p.finish(&[counters(10, 50)]);
         assert!(bar.is_finished());
+    }
+
+    #[test]
+    fn the_next_wake_up_is_the_period_or_the_bar_step() {
+        let lines = Progress::with_output(Duration::from_secs(1), 1, Output::Lines);
+        let now = Instant::now();
+        assert_eq!(lines.next_due(now), lines.last + Duration::from_secs(1));
+        let bar = Progress::with_bar(Duration::from_secs(1), 1, ProgressDrawTarget::hidden());
+        assert!(bar.next_due(now) <= now + BAR_STEP);
+        // A zero period does not turn into a busy loop.
+        let zero = Progress::with_output(Duration::ZERO, 1, Output::Quiet);
+        assert_eq!(zero.next_due(now), zero.last + PERIOD_MIN);
     }
 
     #[test]
