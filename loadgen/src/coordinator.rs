@@ -17,8 +17,6 @@ use crate::workers::{Command, WorkerHandle, spawn_child, spawn_local};
 
 /// Delay between "every client is open" and `t0`, so every worker sees the start in time.
 const START_DELAY: Duration = Duration::from_millis(200);
-/// Rate: subscribers keep receiving this long after the publisher's last scheduled send.
-const DRAIN: Duration = Duration::from_millis(1000);
 /// How long after the start an idle run first samples the server's memory.
 const IDLE_SETTLE: Duration = Duration::from_secs(1);
 /// An idle run samples the server's memory this often while the clients are held.
@@ -46,6 +44,10 @@ pub struct ServerReport {
     pub held: Option<MemSample>,
     /// CPU seconds during the measured phase.
     pub cpu_seconds: f64,
+    /// CPU seconds during the drain after it (the tail of the work for the messages of the
+    /// measured phase).
+    #[serde(default)]
+    pub drain_cpu_seconds: f64,
 }
 
 /// One run's complete result: the plan, the merged measurements, and what they mean.
@@ -57,12 +59,19 @@ pub struct RunResult {
     pub loss: LossTotals,
     /// From the first connection attempt until every client was open.
     pub connect_seconds: f64,
-    /// The measured phase.
+    /// The measured phase: from `t0` to the end of publishing (rate), or of the planned
+    /// duration; rates and the load generator's busy share are over this.
     pub run_seconds: f64,
+    /// After the measured phase, how long subscribers kept receiving late arrivals (the drain).
+    #[serde(default)]
+    pub drain_seconds: f64,
     /// CPU seconds of every load-generator process (coordinator included), whole run.
     pub loadgen_cpu_seconds: f64,
     /// CPU seconds of every load-generator process during the measured phase.
     pub loadgen_run_cpu_seconds: f64,
+    /// CPU seconds of every load-generator process during the drain.
+    #[serde(default)]
+    pub loadgen_drain_cpu_seconds: f64,
     /// Wall time of the whole run (connecting included).
     pub wall_seconds: f64,
     pub server: Option<ServerReport>,
@@ -105,6 +114,12 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
                 progress.add_interval(&interval);
             }
             Ok(WorkerEvent::Ready { .. }) => state.ready += 1,
+            Ok(WorkerEvent::PublishEnded { end_ns, .. }) => {
+                if let (Some(t0), Some(end)) = (state.t0, state.measure_end) {
+                    let published_for = Duration::from_nanos(end_ns.saturating_sub(state.t0_ns));
+                    state.measure_end = Some(end.min(t0 + published_for));
+                }
+            }
             Ok(WorkerEvent::Done(result)) => {
                 finished += 1;
                 latest[result.worker] = result.counters;
@@ -128,10 +143,10 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
                 let t0 = now + START_DELAY;
                 let t0_ns = now_ns() + START_DELAY.as_nanos() as u64;
                 broadcast(&mut workers, Command::Start { t0_ns });
-                let drain = if plan.scenario == Scenario::Rate { DRAIN } else { Duration::ZERO };
                 state.t0 = Some(t0);
-                state.stop_at = Some(t0 + plan.stop.duration + drain);
-                progress.set_stage(Stage::Running(START_DELAY + plan.stop.duration + drain));
+                state.t0_ns = t0_ns;
+                state.measure_end = Some(t0 + plan.stop.duration);
+                progress.set_stage(Stage::Running(START_DELAY + plan.stop.duration + plan.drain()));
                 state.server_cpu_start = observe.server_pid.map(server_cpu);
                 state.self_cpu_start = procfs::self_cpu_seconds();
             }
@@ -156,6 +171,16 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
             state.held = procfs::mem_sample(pid).ok().or(state.held);
             state.next_mem_sample = Some(now + MEM_SAMPLE_EVERY);
         }
+        if let Some(end) = state.measure_end
+            && now >= end
+            && state.stop_at.is_none()
+            && !state.stopped
+        {
+            // The measured phase is over; the drain only collects late arrivals.
+            state.end_measured(end, observe.server_pid);
+            broadcast(&mut workers, Command::Measured);
+            state.stop_at = Some(end + plan.drain());
+        }
         if let Some(stop_at) = state.stop_at
             && now >= stop_at
             && !state.stopped
@@ -163,19 +188,17 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
             broadcast(&mut workers, Command::Stop);
             state.stopped = true;
             progress.set_stage(Stage::Stopping);
-            state.run_seconds = state.t0.map_or(0.0, |t0| (now - t0).as_secs_f64());
-            state.server_cpu_end = observe.server_pid.map(server_cpu);
-            state.self_cpu_run = procfs::self_cpu_seconds() - state.self_cpu_start;
+            state.end_drain(now, observe.server_pid);
         }
         progress.tick(&latest, state.ready, n);
     }
     // Every client finished on its own (e.g. `--count` reached) before the planned stop.
-    if let Some(t0) = state.t0
-        && !state.stopped
-    {
-        state.run_seconds = t0.elapsed().as_secs_f64();
-        state.server_cpu_end = observe.server_pid.map(server_cpu);
-        state.self_cpu_run = procfs::self_cpu_seconds() - state.self_cpu_start;
+    if state.t0.is_some() && !state.stopped {
+        let now = Instant::now();
+        if state.stop_at.is_none() {
+            state.end_measured(now, observe.server_pid);
+        }
+        state.end_drain(now, observe.server_pid);
     }
     for worker in &mut workers {
         worker.wait();
@@ -191,15 +214,14 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
         totals.cpu_seconds = 0.0;
     }
     let loadgen_cpu_seconds = totals.cpu_seconds + procfs::self_cpu_seconds();
-    let totals_run_cpu = totals.run_cpu_seconds;
-    let server = observe.server_pid.zip(server_before).map(|(pid, before)| ServerReport {
-        pid,
-        before,
-        held: state.held,
-        cpu_seconds: match (state.server_cpu_start, state.server_cpu_end) {
-            (Some(a), Some(b)) => b - a,
-            _ => 0.0,
-        },
+    let (totals_run_cpu, totals_drain_cpu) = (totals.run_cpu_seconds, totals.drain_cpu_seconds);
+    let server = observe.server_pid.zip(server_before).map(|(pid, before)| {
+        let [start, measured, end] = state.server_cpu;
+        let (cpu_seconds, drain_cpu_seconds) = match (start, measured, end) {
+            (Some(a), Some(m), Some(b)) => (m - a, b - m),
+            _ => (0.0, 0.0),
+        };
+        ServerReport { pid, before, held: state.held, cpu_seconds, drain_cpu_seconds }
     });
     let mut result = RunResult {
         plan: plan.clone(),
@@ -207,8 +229,10 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
         loss,
         connect_seconds: state.connect_seconds,
         run_seconds: state.run_seconds,
+        drain_seconds: state.drain_seconds,
         loadgen_cpu_seconds,
         loadgen_run_cpu_seconds: state.self_cpu_run + totals_run_cpu,
+        loadgen_drain_cpu_seconds: state.self_cpu_drain + totals_drain_cpu,
         wall_seconds: began.elapsed().as_secs_f64(),
         server,
         warnings,
@@ -221,16 +245,41 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
 struct RunState {
     ready: usize,
     t0: Option<Instant>,
+    t0_ns: u64,
+    /// When the measured phase ends: `t0` + duration, or earlier when the publisher says so.
+    measure_end: Option<Instant>,
+    /// Set once the measured phase ended: the end of the drain.
     stop_at: Option<Instant>,
     stopped: bool,
     connect_seconds: f64,
     run_seconds: f64,
+    drain_seconds: f64,
     held: Option<MemSample>,
     next_mem_sample: Option<Instant>,
+    /// The server's CPU seconds at the start, the end of the measured phase and the stop.
     server_cpu_start: Option<f64>,
-    server_cpu_end: Option<f64>,
+    server_cpu: [Option<f64>; 3],
     self_cpu_start: f64,
     self_cpu_run: f64,
+    self_cpu_drain: f64,
+}
+
+impl RunState {
+    /// The measured phase ended at `end`: its length, and the CPU it took.
+    fn end_measured(&mut self, end: Instant, server_pid: Option<u32>) {
+        self.run_seconds = self.t0.map_or(0.0, |t0| end.saturating_duration_since(t0).as_secs_f64());
+        self.server_cpu = [self.server_cpu_start, server_pid.map(server_cpu), None];
+        self.self_cpu_run = procfs::self_cpu_seconds() - self.self_cpu_start;
+        self.measure_end = Some(end);
+    }
+
+    /// The drain ended (the run stops) at `now`.
+    fn end_drain(&mut self, now: Instant, server_pid: Option<u32>) {
+        let end = self.measure_end.unwrap_or(now);
+        self.drain_seconds = now.saturating_duration_since(end).as_secs_f64();
+        self.server_cpu[2] = server_pid.map(server_cpu);
+        self.self_cpu_drain = procfs::self_cpu_seconds() - self.self_cpu_start - self.self_cpu_run;
+    }
 }
 
 /// When the coordinator's loop next has something to do without an event: the progress line,
@@ -256,8 +305,10 @@ fn next_wake(
             }
         }
     }
-    if let Some(stop_at) = state.stop_at {
-        wake = wake.min(stop_at);
+    match (state.stop_at, state.measure_end) {
+        (Some(stop_at), _) => wake = wake.min(stop_at),
+        (None, Some(end)) => wake = wake.min(end),
+        (None, None) => {}
     }
     wake
 }
@@ -292,8 +343,10 @@ pub fn merge_into(into: &mut RunResult, other: &RunResult) {
     into.plan.workers += other.plan.workers;
     into.connect_seconds = into.connect_seconds.max(other.connect_seconds);
     into.run_seconds = into.run_seconds.max(other.run_seconds);
+    into.drain_seconds = into.drain_seconds.max(other.drain_seconds);
     into.wall_seconds = into.wall_seconds.max(other.wall_seconds);
     into.loadgen_cpu_seconds += other.loadgen_cpu_seconds;
     into.loadgen_run_cpu_seconds += other.loadgen_run_cpu_seconds;
+    into.loadgen_drain_cpu_seconds += other.loadgen_drain_cpu_seconds;
     into.warnings.extend(other.warnings.iter().cloned());
 }

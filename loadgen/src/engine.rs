@@ -81,6 +81,12 @@ pub enum WorkerEvent {
     Ready {
         worker: usize,
     },
+    /// The publisher (first worker) sent its last message: the measured phase ends at `end_ns`
+    /// (wall clock; the schedule's end, or earlier when `--count` or a failure ended it).
+    PublishEnded {
+        worker: usize,
+        end_ns: u64,
+    },
     Done(Box<WorkerResult>),
     Failed {
         worker: usize,
@@ -111,8 +117,12 @@ pub struct WorkerResult {
     pub published_channels: usize,
     /// CPU seconds (user + system) this worker process used; 0 when not a separate process.
     pub cpu_seconds: f64,
-    /// The part of `cpu_seconds` spent between the start and stop commands (measured phase).
+    /// The part of `cpu_seconds` spent in the measured phase (from the start command to the end
+    /// of publishing).
     pub run_cpu_seconds: f64,
+    /// The part of `cpu_seconds` spent in the drain (from the end of publishing to the stop).
+    #[serde(default)]
+    pub drain_cpu_seconds: f64,
 }
 
 impl WorkerResult {
@@ -127,6 +137,7 @@ impl WorkerResult {
         add_counts(&mut self.subscriptions, &o.subscriptions);
         self.cpu_seconds += o.cpu_seconds;
         self.run_cpu_seconds += o.run_cpu_seconds;
+        self.drain_cpu_seconds += o.drain_cpu_seconds;
     }
 }
 
@@ -158,6 +169,7 @@ pub fn add_counts(into: &mut Vec<u64>, from: &[u64]) {
 /// State shared by a worker's threads.
 struct Shared {
     control: Arc<Control>,
+    publishing: Arc<PublishSignals>,
     snapshots: Mutex<Vec<Counters>>,
     interval: Mutex<Hist>,
     threads_ready: AtomicUsize,
@@ -177,6 +189,29 @@ pub struct Ctx {
     pub window: Arc<crate::deliveries::WindowState>,
     /// The thread's fast WebSocket receive ring (`rate --transport ws --ws-receiver ring`).
     pub ring: RefCell<Option<crate::transports::wsring::RingReceiver>>,
+    /// What the publisher tells its worker about the end of publishing.
+    pub publishing: Arc<PublishSignals>,
+}
+
+/// The publisher's word to its worker (and through it to the coordinator), read every `TICK`.
+#[derive(Debug, Default)]
+pub struct PublishSignals {
+    /// Wall-clock end of the publishing phase; 0 while publishing.
+    ended_ns: AtomicU64,
+}
+
+impl PublishSignals {
+    /// Publishing ended at `end_ns` (wall clock).
+    pub fn ended(&self, end_ns: u64) {
+        self.ended_ns.store(end_ns.max(1), Ordering::Release);
+    }
+
+    fn ended_ns(&self) -> Option<u64> {
+        match self.ended_ns.load(Ordering::Acquire) {
+            0 => None,
+            ns => Some(ns),
+        }
+    }
 }
 
 /// What one thread records. Borrowed briefly, never across an `.await`.
@@ -241,8 +276,10 @@ pub fn run_worker(
         && plan.scenario == crate::plan::Scenario::Rate
         && plan.workload.publisher != crate::plan::Publisher::None;
     let all_threads = threads + usize::from(has_publisher);
+    let publishing = Arc::new(PublishSignals::default());
     let shared = Arc::new(Shared {
         control,
+        publishing: publishing.clone(),
         snapshots: Mutex::new(vec![Counters::default(); all_threads]),
         interval: Mutex::new(Hist::new()),
         threads_ready: AtomicUsize::new(0),
@@ -263,6 +300,7 @@ pub fn run_worker(
                 is_publisher: false,
                 window: window.clone(),
                 ring: RefCell::new(None),
+                publishing: publishing.clone(),
             };
             let shared = shared.clone();
             let first = slice.first + first;
@@ -291,6 +329,7 @@ pub fn run_worker(
             is_publisher: true,
             window: window.clone(),
             ring: RefCell::new(None),
+            publishing: publishing.clone(),
         };
         let shared = shared.clone();
         handles.push(
@@ -308,12 +347,17 @@ pub fn run_worker(
     }
 
     let mut ready_sent = false;
+    let mut ended_sent = false;
     let mut last_progress = Instant::now();
     loop {
         std::thread::sleep(TICK);
         if !ready_sent && shared.threads_ready.load(Ordering::Acquire) == threads {
             ready_sent = true;
             emit(WorkerEvent::Ready { worker: slice.worker });
+        }
+        if !ended_sent && let Some(end_ns) = shared.publishing.ended_ns() {
+            ended_sent = true;
+            emit(WorkerEvent::PublishEnded { worker: slice.worker, end_ns });
         }
         let done = shared.threads_done.load(Ordering::Acquire) == all_threads;
         if done || last_progress.elapsed() >= plan.progress_interval.min(PROGRESS_MAX) {
@@ -443,7 +487,7 @@ fn publish_snapshot(ctx: &Ctx, shared: &Shared) {
 /// Every tick: publish a snapshot, follow `Control`, and stop a run that overstays its plan.
 async fn ticker(ctx: Rc<Ctx>, shared: Arc<Shared>, phase_tx: watch::Sender<Phase>) {
     let mut tick = tokio::time::interval(TICK);
-    let run_limit_ns = (ctx.plan.stop.duration + STOP_GRACE).as_nanos() as u64;
+    let run_limit_ns = (ctx.plan.stop.duration + ctx.plan.drain() + STOP_GRACE).as_nanos() as u64;
     loop {
         tick.tick().await;
         publish_snapshot(&ctx, &shared);

@@ -291,7 +291,21 @@ pub struct Slice {
     pub count: u64,
 }
 
+/// Rate: subscribers keep receiving this long after the publisher's last scheduled send.
+pub const DRAIN: Duration = Duration::from_millis(1000);
+
 impl Plan {
+    /// How long subscribers keep receiving after the measured (publishing) phase, to collect
+    /// late arrivals: `DRAIN` after a publisher of this load generator; nothing otherwise (no
+    /// publisher: everything received belongs to the measured phase).
+    pub fn drain(&self) -> Duration {
+        if self.scenario == Scenario::Rate && self.workload.publisher != Publisher::None {
+            DRAIN
+        } else {
+            Duration::ZERO
+        }
+    }
+
     /// Splits the clients as evenly as possible over `self.workers` processes.
     pub fn slices(&self) -> Vec<Slice> {
         split(self.clients.count, self.workers.max(1))
@@ -417,5 +431,11 @@ mod tests {
         let json = serde_json::to_string(&plan).unwrap();
         assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
         assert_eq!(plan.slices().len(), 2);
+        // Echo has nothing to drain; a rate run drains after its publisher, not without one.
+        assert_eq!(plan.drain(), Duration::ZERO);
+        let mut rate = Plan { scenario: Scenario::Rate, ..plan };
+        assert_eq!(rate.drain(), DRAIN);
+        rate.workload.publisher = Publisher::None;
+        assert_eq!(rate.drain(), Duration::ZERO);
     }
 }

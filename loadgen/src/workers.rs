@@ -21,7 +21,11 @@ use crate::plan::{Plan, Slice};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
-    Start { t0_ns: u64 },
+    Start {
+        t0_ns: u64,
+    },
+    /// The measured phase is over (the drain begins): only marks the CPU time.
+    Measured,
     Stop,
 }
 
@@ -42,6 +46,7 @@ pub trait WorkerHandle: Send {
 fn apply(control: &Control, cmd: Command) {
     match cmd {
         Command::Start { t0_ns } => control.start(t0_ns),
+        Command::Measured => {}
         Command::Stop => control.stop(),
     }
 }
@@ -144,6 +149,14 @@ pub fn spawn_child(
     Ok(Box::new(ChildWorker { child, stdin: Some(stdin), reader: Some(reader) }))
 }
 
+/// A child's CPU seconds when each command arrived.
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuMarks {
+    start: Option<f64>,
+    measured: Option<f64>,
+    stop: Option<f64>,
+}
+
 /// The child side: `tickcast-loadgen worker`.
 pub fn worker_main() -> anyhow::Result<()> {
     crate::net::raise_nofile_limit();
@@ -152,8 +165,8 @@ pub fn worker_main() -> anyhow::Result<()> {
     let init: WorkerInit = serde_json::from_str(&first)?;
     let control = Arc::new(Control::default());
     let command_control = control.clone();
-    // CPU seconds of this process at the start and stop commands.
-    let run_cpu = Arc::new(Mutex::new((None::<f64>, None::<f64>)));
+    // CPU seconds of this process at the start, measured and stop commands.
+    let run_cpu = Arc::new(Mutex::new(CpuMarks::default()));
     let command_run_cpu = run_cpu.clone();
     std::thread::spawn(move || {
         for line in lines {
@@ -162,8 +175,9 @@ pub fn worker_main() -> anyhow::Result<()> {
                 let mut marks = command_run_cpu.lock().expect("poisoned");
                 let now = Some(crate::procfs::self_cpu_seconds());
                 match cmd {
-                    Command::Start { .. } => marks.0 = now,
-                    Command::Stop => marks.1 = marks.1.or(now),
+                    Command::Start { .. } => marks.start = now,
+                    Command::Measured => marks.measured = marks.measured.or(now),
+                    Command::Stop => marks.stop = marks.stop.or(now),
                 }
                 drop(marks);
                 apply(&command_control, cmd);
@@ -180,8 +194,12 @@ pub fn worker_main() -> anyhow::Result<()> {
     };
     let mut result = run_worker(&init.plan, init.slice, control, &emit);
     result.cpu_seconds = crate::procfs::self_cpu_seconds();
-    if let (Some(start), Some(stop)) = *run_cpu.lock().expect("poisoned") {
-        result.run_cpu_seconds = stop - start;
+    let marks = *run_cpu.lock().expect("poisoned");
+    if let (Some(start), Some(stop)) = (marks.start, marks.stop) {
+        // Stopped before the measured phase ended (or never told): no drain.
+        let measured = marks.measured.unwrap_or(stop).min(stop);
+        result.run_cpu_seconds = measured - start;
+        result.drain_cpu_seconds = stop - measured;
     }
     emit(WorkerEvent::Done(Box::new(result)));
     Ok(())

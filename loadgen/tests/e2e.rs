@@ -109,6 +109,49 @@ fn rate_delivers_everything_to_every_subscriber() {
     assert!(r.warnings.iter().all(|w| !w.contains("DELIVERY")), "{:?}", r.warnings);
 }
 
+/// Rates and the load generator's busy share are over the measured (publishing) phase: the drain
+/// after it only collects late arrivals. (`run_seconds` used to include the drain second, so a
+/// 1 s run read at half its rate.)
+#[test]
+fn rates_are_over_the_publishing_phase_not_the_drain() {
+    let _serial = one_at_a_time();
+    let peer = Peer::start();
+    let url = peer.url();
+    let p = plan(&["rate", "--url", &url, "--clients", "5", "--rate", "500", "--duration", "1s"]);
+    let r = run(&p, Observe::default());
+    assert!((0.99..1.1).contains(&r.run_seconds), "run {}", r.run_seconds);
+    assert!((0.99..1.5).contains(&r.drain_seconds), "drain {}", r.drain_seconds);
+    assert_eq!(r.loss.lost(), 0, "{:?}", r.loss);
+    let step = tickcast_loadgen::search::judge(&r, None);
+    // 5 subscribers x 500 messages/s.
+    assert!(step.deliveries_per_second > 2300.0, "{}", step.deliveries_per_second);
+    assert!(r.loadgen_run_cpu_seconds + r.loadgen_drain_cpu_seconds <= r.loadgen_cpu_seconds + 0.05);
+    let table = tickcast_loadgen::report::table::render(&r);
+    assert!(table.contains("s drain)"), "{table}");
+
+    // Publishing ends after `--count` messages: so does the measured phase, and the run ends a
+    // drain later instead of after the planned duration.
+    let p = plan(&[
+        "rate",
+        "--url",
+        &url,
+        "--clients",
+        "2",
+        "--rate",
+        "500",
+        "--count",
+        "100",
+        "--duration",
+        "5s",
+    ]);
+    let started = std::time::Instant::now();
+    let r = run(&p, Observe::default());
+    assert_eq!(r.totals.published, 100);
+    assert!((0.19..0.3).contains(&r.run_seconds), "run {}", r.run_seconds);
+    assert_eq!(r.loss.delivered, 200, "{:?}", r.loss);
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+}
+
 #[test]
 fn connect_storm_counts_handshakes() {
     let _serial = one_at_a_time();

@@ -45,10 +45,16 @@ pub fn render(r: &RunResult) -> String {
         c.disconnected
     );
     if r.run_seconds > 0.0 {
+        // Rates over the measured phase: what arrived in the drain was published in it.
         let s = r.run_seconds;
+        let drain = if r.drain_seconds > 0.0 {
+            format!(" (then {:.2}s drain)", r.drain_seconds)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "measured {:.2}s: sent {} ({:.0}/s), received {} ({:.0}/s), {:.1} MB/s in; pings answered {}",
+            "measured {:.2}s{drain}: sent {} ({:.0}/s), received {} ({:.0}/s), {:.1} MB/s in; pings answered {}",
             s,
             c.messages_sent,
             c.messages_sent as f64 / s,
@@ -99,32 +105,40 @@ pub fn render(r: &RunResult) -> String {
             );
         }
         if s.cpu_seconds > 0.0 && c.messages_received > 0 {
+            // Per message: the drain's work (late arrivals) belongs to the messages too.
             let deliveries = c.messages_received.max(1) as f64;
             let _ = writeln!(
                 out,
-                "  CPU {:.2}s during the measured phase: {:.2} CPU-seconds per million messages received",
+                "  CPU {:.2}s during the measured phase (+{:.2}s in the drain): {:.2} CPU-seconds per million messages received",
                 s.cpu_seconds,
-                s.cpu_seconds / deliveries * 1e6
+                s.drain_cpu_seconds,
+                (s.cpu_seconds + s.drain_cpu_seconds) / deliveries * 1e6
             );
         }
     }
     let _ =
         writeln!(out, "load generator CPU: {:.2}s over {:.2}s wall", r.loadgen_cpu_seconds, r.wall_seconds);
     if r.run_seconds > 0.0 {
+        let cpu = r.loadgen_run_cpu_seconds + r.loadgen_drain_cpu_seconds;
         let per_million = if c.messages_received > 0 {
             format!(
                 "; {:.2} CPU-seconds per million messages received",
-                r.loadgen_run_cpu_seconds / c.messages_received as f64 * 1e6
+                cpu / c.messages_received as f64 * 1e6
             )
         } else {
             String::new()
         };
+        // The busy share is the measured phase's alone: the drain is mostly idle.
         let _ = writeln!(
             out,
             "  measured phase: {:.2}s = {:.0}% of one core{per_million}",
             r.loadgen_run_cpu_seconds,
             100.0 * r.loadgen_run_cpu_seconds / r.run_seconds,
         );
+        if r.drain_seconds > 0.0 {
+            let _ =
+                writeln!(out, "  drain: {:.2}s over {:.2}s", r.loadgen_drain_cpu_seconds, r.drain_seconds);
+        }
     }
     for w in &r.warnings {
         let _ = writeln!(out, "WARNING: {w}");
@@ -178,8 +192,7 @@ fn rate_lines(out: &mut String, r: &RunResult) {
     }
     if r.run_seconds > 0.0 {
         if let crate::plan::Schedule::Windowed { window } = w.schedule {
-            // Over the publishing time only: the drain second after it publishes nothing.
-            let seconds = r.run_seconds.min(p.stop.duration.as_secs_f64()).max(1e-9);
+            let seconds = r.run_seconds.max(1e-9);
             let _ = writeln!(
                 out,
                 "sustained (window {window}): {:.0} deliveries/s, {:.0} messages published/s",
@@ -190,9 +203,9 @@ fn rate_lines(out: &mut String, r: &RunResult) {
         if c.requests > 0 {
             let _ = writeln!(
                 out,
-                "HTTP requests {} ({:.0}/s over the run); empty answers {}; late polls {}; reconnects {}",
+                "HTTP requests {} ({:.0}/s over the run and its drain); empty answers {}; late polls {}; reconnects {}",
                 c.requests,
-                c.requests as f64 / r.run_seconds,
+                c.requests as f64 / (r.run_seconds + r.drain_seconds),
                 c.empty_responses,
                 c.polls_late,
                 c.reconnects

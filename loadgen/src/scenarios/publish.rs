@@ -236,13 +236,17 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
         Schedule::Open { per_second } if per_second > 0.0 => ((1e9 / per_second) as u64 / 8).min(SPIN_MAX_NS),
         _ => 0,
     };
+    // When publishing ended (wall clock), if before the loop ran out of messages.
+    let mut ended_ns = None;
     for k in 0..limit {
         if *phase.borrow() == Phase::Stopping {
+            ended_ns = Some(now_ns());
             break;
         }
         let t_ns = match plan.workload.schedule {
             Schedule::Windowed { window } => {
                 if !wait_window(&ctx, k, window, &mut phase, end_ns).await {
+                    ended_ns = Some(now_ns().min(end_ns));
                     break;
                 }
                 now_ns()
@@ -250,6 +254,7 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
             schedule => {
                 let due_ns = t0_ns + schedule.due(k).unwrap_or_default().as_nanos() as u64;
                 if due_ns >= end_ns {
+                    ended_ns = Some(end_ns);
                     break;
                 }
                 wait_due(due_ns, spin_ns).await;
@@ -269,9 +274,20 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
                 sent += 1;
                 bytes += n as u64;
             }
-            Err(_) => break,
+            Err(_) => {
+                ended_ns = Some(now_ns());
+                break;
+            }
         }
     }
+    // `--count` reached: an open-loop phase lasts until the next message would have been due (so
+    // rates over it are the schedule's), a windowed one until now.
+    let ended_ns = ended_ns.unwrap_or_else(|| match plan.workload.schedule.due(limit) {
+        Some(due) => (t0_ns + due.as_nanos() as u64).min(end_ns),
+        None => now_ns().min(end_ns),
+    });
+    // The measured phase ends here; the subscribers' drain only collects late arrivals.
+    ctx.publishing.ended(ended_ns);
     // Give the answers in flight a moment, bounded.
     let drain_until = tokio::time::Instant::now() + Duration::from_secs(2);
     while answers.ok.get() + answers.failed.get() < sent && tokio::time::Instant::now() < drain_until {
