@@ -189,11 +189,27 @@ pub struct RateMsg {
     /// provided buffer ring, frames parsed in place) or `tokio` (tokio-uring reads).
     #[arg(long, value_enum, default_value = "ring")]
     pub ws_receiver: WsReceiver,
+    /// How long subscribers keep receiving after the last publish, for late arrivals (at most
+    /// 10 minutes). Default: 1 s after an open-loop publisher; `saturate` (windowed) waits
+    /// until everything published has arrived, at most 5 s.
+    #[arg(long, value_parser = parse_drain)]
+    pub drain: Option<Duration>,
     /// `--transport ws`: what subscribers speak inside the WebSocket: plain `ws` (tickcast and
     /// most peers, path /ws), `socketio` (Socket.IO 4, path /socket.io/?EIO=4&transport=websocket)
     /// or `actioncable` (actioncable-v1-json, path /cable, channel BroadcastChannel).
     #[arg(long, value_enum, default_value = "ws")]
     pub protocol: Protocol,
+}
+
+/// Longest `--drain`: it bounds how long a run may outlast its measured phase.
+const DRAIN_MAX: Duration = Duration::from_secs(600);
+
+fn parse_drain(text: &str) -> Result<Duration, String> {
+    let drain = parse_duration(text)?;
+    if drain > DRAIN_MAX {
+        return Err(format!("--drain {text}: at most {}s", DRAIN_MAX.as_secs()));
+    }
+    Ok(drain)
 }
 
 impl RateMsg {
@@ -367,11 +383,11 @@ fn idle_path(protocol: Protocol) -> &'static str {
 pub fn plan_of(command: &Command) -> anyhow::Result<(Plan, &Common)> {
     match command {
         Command::Idle { common, hold, protocol } => {
-            let stop = Stop { duration: *hold, count: None };
+            let stop = Stop { duration: *hold, count: None, drain: None };
             Ok((common.plan(Scenario::Idle, idle_path(*protocol), idle_workload(*protocol), stop)?, common))
         }
         Command::Connect { common, protocol } => {
-            let stop = Stop { duration: Duration::ZERO, count: None };
+            let stop = Stop { duration: Duration::ZERO, count: None, drain: None };
             Ok((
                 common.plan(Scenario::Connect, idle_path(*protocol), idle_workload(*protocol), stop)?,
                 common,
@@ -387,13 +403,13 @@ pub fn plan_of(command: &Command) -> anyhow::Result<(Plan, &Common)> {
                 message_bytes: *size,
                 ..idle_workload(Protocol::Ws)
             };
-            let stop = Stop { duration: run.duration, count: run.count };
+            let stop = Stop { duration: run.duration, count: run.count, drain: None };
             Ok((common.plan(Scenario::Echo, "/echo", workload, stop)?, common))
         }
         Command::Rate { common, run, msg, rate } => {
             anyhow::ensure!(*rate > 0.0 || msg.publisher == Publisher::None, "--rate must be positive");
             let workload = msg.workload(Schedule::Open { per_second: *rate })?;
-            let stop = Stop { duration: run.duration, count: run.count };
+            let stop = Stop { duration: run.duration, count: run.count, drain: msg.drain };
             Ok((common.plan(Scenario::Rate, msg.path(), workload, stop)?, common))
         }
         Command::Ramp { common, run, msg, rate, .. }
@@ -401,14 +417,14 @@ pub fn plan_of(command: &Command) -> anyhow::Result<(Plan, &Common)> {
             anyhow::ensure!(*rate > 0.0, "--rate must be positive");
             anyhow::ensure!(msg.publisher != Publisher::None, "ramp and saturate need a publisher");
             let workload = msg.workload(Schedule::Open { per_second: *rate })?;
-            let stop = Stop { duration: run.duration, count: run.count };
+            let stop = Stop { duration: run.duration, count: run.count, drain: msg.drain };
             Ok((common.plan(Scenario::Rate, msg.path(), workload, stop)?, common))
         }
         Command::Saturate { common, run, msg, window, search: false, .. } => {
             anyhow::ensure!(*window >= 1, "--window must be at least 1");
             anyhow::ensure!(msg.publisher != Publisher::None, "saturate needs a publisher");
             let workload = msg.workload(Schedule::Windowed { window: *window })?;
-            let stop = Stop { duration: run.duration, count: run.count };
+            let stop = Stop { duration: run.duration, count: run.count, drain: msg.drain };
             let plan = common.plan(Scenario::Rate, msg.path(), workload, stop)?;
             // The publisher sees the deliveries of its own process only.
             anyhow::ensure!(
@@ -530,5 +546,9 @@ mod tests {
         assert_eq!(p.workload.publisher, Publisher::Ws);
         let p = plan(&["lg", "saturate", "--search", "--rate", "50"]);
         assert_eq!(p.workload.schedule, Schedule::Open { per_second: 50.0 });
+        let p = plan(&["lg", "saturate", "--drain", "2s"]);
+        assert_eq!(p.stop.drain, Some(Duration::from_secs(2)));
+        assert!(Cli::try_parse_from(["lg", "saturate", "--drain", "11m"]).is_err());
+        assert!(Cli::try_parse_from(["lg", "rate", "--rate", "1", "--drain", "soon"]).is_err());
     }
 }

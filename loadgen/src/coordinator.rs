@@ -120,6 +120,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
                     state.measure_end = Some(end.min(t0 + published_for));
                 }
             }
+            Ok(WorkerEvent::Settled { .. }) => state.settled = true,
             Ok(WorkerEvent::Done(result)) => {
                 finished += 1;
                 latest[result.worker] = result.counters;
@@ -181,8 +182,10 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
             broadcast(&mut workers, Command::Measured);
             state.stop_at = Some(end + plan.drain());
         }
+        // A windowed run's drain ends as soon as nothing published is outstanding.
+        let drained = state.settled && plan.drain_ends_early();
         if let Some(stop_at) = state.stop_at
-            && now >= stop_at
+            && (now >= stop_at || drained)
             && !state.stopped
         {
             broadcast(&mut workers, Command::Stop);
@@ -250,6 +253,8 @@ struct RunState {
     measure_end: Option<Instant>,
     /// Set once the measured phase ended: the end of the drain.
     stop_at: Option<Instant>,
+    /// The publisher has nothing outstanding (`WorkerEvent::Settled`).
+    settled: bool,
     stopped: bool,
     connect_seconds: f64,
     run_seconds: f64,

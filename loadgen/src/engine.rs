@@ -87,6 +87,12 @@ pub enum WorkerEvent {
         worker: usize,
         end_ns: u64,
     },
+    /// After its last send, the publisher has nothing outstanding: every publish answered and,
+    /// in a windowed run, every accepted message delivered (or announced lost) to every
+    /// subscriber. A windowed run's drain ends here.
+    Settled {
+        worker: usize,
+    },
     Done(Box<WorkerResult>),
     Failed {
         worker: usize,
@@ -198,12 +204,19 @@ pub struct Ctx {
 pub struct PublishSignals {
     /// Wall-clock end of the publishing phase; 0 while publishing.
     ended_ns: AtomicU64,
+    /// Nothing outstanding after the last send (see `WorkerEvent::Settled`).
+    settled: AtomicBool,
 }
 
 impl PublishSignals {
     /// Publishing ended at `end_ns` (wall clock).
     pub fn ended(&self, end_ns: u64) {
         self.ended_ns.store(end_ns.max(1), Ordering::Release);
+    }
+
+    /// Nothing published is outstanding any more.
+    pub fn settled(&self) {
+        self.settled.store(true, Ordering::Release);
     }
 
     fn ended_ns(&self) -> Option<u64> {
@@ -347,7 +360,7 @@ pub fn run_worker(
     }
 
     let mut ready_sent = false;
-    let mut ended_sent = false;
+    let (mut ended_sent, mut settled_sent) = (false, false);
     let mut last_progress = Instant::now();
     loop {
         std::thread::sleep(TICK);
@@ -358,6 +371,11 @@ pub fn run_worker(
         if !ended_sent && let Some(end_ns) = shared.publishing.ended_ns() {
             ended_sent = true;
             emit(WorkerEvent::PublishEnded { worker: slice.worker, end_ns });
+        }
+        // After `PublishEnded` (the coordinator ends the measured phase before the drain).
+        if ended_sent && !settled_sent && shared.publishing.settled.load(Ordering::Acquire) {
+            settled_sent = true;
+            emit(WorkerEvent::Settled { worker: slice.worker });
         }
         let done = shared.threads_done.load(Ordering::Acquire) == all_threads;
         if done || last_progress.elapsed() >= plan.progress_interval.min(PROGRESS_MAX) {

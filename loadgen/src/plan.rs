@@ -74,6 +74,10 @@ pub struct Stop {
     pub duration: Duration,
     /// Messages per client (echo) or published in all (rate).
     pub count: Option<u64>,
+    /// Rate: `--drain`, how long subscribers may keep receiving after publishing ended
+    /// (default: see `Plan::drain`).
+    #[serde(default)]
+    pub drain: Option<Duration>,
 }
 
 /// The server.
@@ -293,17 +297,31 @@ pub struct Slice {
 
 /// Rate: subscribers keep receiving this long after the publisher's last scheduled send.
 pub const DRAIN: Duration = Duration::from_millis(1000);
+/// Windowed rate (`saturate`): subscribers keep receiving at most this long after the last
+/// publish, until everything published has arrived.
+pub const WINDOWED_DRAIN_MAX: Duration = Duration::from_secs(5);
 
 impl Plan {
     /// How long subscribers keep receiving after the measured (publishing) phase, to collect
-    /// late arrivals: `DRAIN` after a publisher of this load generator; nothing otherwise (no
-    /// publisher: everything received belongs to the measured phase).
+    /// late arrivals: `--drain`, else `DRAIN` after an open-loop publisher of this load
+    /// generator, at most `WINDOWED_DRAIN_MAX` after a windowed one (see `drain_ends_early`);
+    /// nothing without a publisher (everything received then belongs to the measured phase).
     pub fn drain(&self) -> Duration {
-        if self.scenario == Scenario::Rate && self.workload.publisher != Publisher::None {
-            DRAIN
-        } else {
-            Duration::ZERO
+        if self.scenario != Scenario::Rate {
+            return Duration::ZERO;
         }
+        match (self.stop.drain, self.workload.publisher, self.workload.schedule) {
+            (Some(drain), _, _) => drain,
+            (None, Publisher::None, _) => Duration::ZERO,
+            (None, _, Schedule::Windowed { .. }) => WINDOWED_DRAIN_MAX,
+            (None, _, _) => DRAIN,
+        }
+    }
+
+    /// Whether the drain ends as soon as the publisher has nothing outstanding: in a windowed
+    /// run the publisher sees every subscriber's deliveries (one process), so it knows.
+    pub fn drain_ends_early(&self) -> bool {
+        matches!(self.workload.schedule, Schedule::Windowed { .. })
     }
 
     /// Splits the clients as evenly as possible over `self.workers` processes.
@@ -423,7 +441,7 @@ mod tests {
                 ws_receiver: WsReceiver::Tokio,
                 protocol: Protocol::SocketIo,
             },
-            stop: Stop { duration: Duration::from_secs(1), count: Some(5) },
+            stop: Stop { duration: Duration::from_secs(1), count: Some(5), drain: None },
             threads: 1,
             workers: 2,
             progress_interval: Duration::from_secs(1),
@@ -435,6 +453,13 @@ mod tests {
         assert_eq!(plan.drain(), Duration::ZERO);
         let mut rate = Plan { scenario: Scenario::Rate, ..plan };
         assert_eq!(rate.drain(), DRAIN);
+        assert!(!rate.drain_ends_early());
+        rate.workload.schedule = Schedule::Windowed { window: 8 };
+        assert_eq!(rate.drain(), WINDOWED_DRAIN_MAX);
+        assert!(rate.drain_ends_early());
+        rate.stop.drain = Some(Duration::from_millis(300));
+        assert_eq!(rate.drain(), Duration::from_millis(300));
+        rate.stop.drain = None;
         rate.workload.publisher = Publisher::None;
         assert_eq!(rate.drain(), Duration::ZERO);
     }

@@ -413,6 +413,82 @@ fn saturate_publishes_within_its_window() {
     assert_eq!(r.loss.lost(), 0);
 }
 
+/// A TCP proxy in front of `upstream` that passes every byte on `delay` after it arrived, both
+/// ways and in order: a slow stack (every hop takes `delay`).
+struct DelayProxy {
+    addr: SocketAddr,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl DelayProxy {
+    fn start(upstream: SocketAddr, delay: Duration) -> DelayProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { continue };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut r, mut w) in [(cr, sw), (sr, cw)] {
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n @ 1..) = r.read(&mut buf).await {
+                            let due = tokio::time::Instant::now() + delay;
+                            if tx.send((due, buf[..n].to_vec())).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    tokio::spawn(async move {
+                        while let Some((due, bytes)) = rx.recv().await {
+                            tokio::time::sleep_until(due).await;
+                            if w.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                        let _ = w.shutdown().await;
+                    });
+                }
+            }
+        });
+        DelayProxy { addr, _runtime: runtime }
+    }
+}
+
+/// `saturate` against a slow stack (1 s per hop, so 2 s from publish to delivery): when publishing
+/// ends, a window of messages is still on its way and arrives 1.6 s later. The drain waits for
+/// it, bounded by `--drain`, and ends as soon as nothing is outstanding; it used to stop 1 s after
+/// the last publish and count the window in flight as lost.
+#[test]
+fn saturate_drains_until_everything_published_arrived() {
+    let _serial = one_at_a_time();
+    let peer = Peer::start();
+    let proxy = DelayProxy::start(peer.addr, Duration::from_secs(1));
+    let url = format!("http://{}", proxy.addr);
+    // Two windows: at 0 s and at about 2 s (once the first one arrived); publishing ends at 2.4 s.
+    let args = ["saturate", "--url", &url, "--clients", "2", "--window", "4", "--duration", "2400ms"];
+    let r = run(&plan(&args), Observe::default());
+    // (A window of 4 lets a fifth message go: at most 4 are outstanding before it.)
+    assert!((6..=12).contains(&r.totals.published), "{:?}", r.totals.counters);
+    assert_eq!(r.loss.delivered, r.totals.expected(), "{:?}", r.loss);
+    assert_eq!(r.loss.lost(), 0, "{:?}", r.loss);
+    // Ended early: once the second window arrived (1.6 s after the end), not after 5 s.
+    assert!((1.2..3.5).contains(&r.drain_seconds), "drain {}", r.drain_seconds);
+
+    // A shorter --drain bounds the wait: the second window is still on its way, and lost.
+    let mut args = args.to_vec();
+    args.extend(["--drain", "600ms"]);
+    let r = run(&plan(&args), Observe::default());
+    assert!((0.55..1.0).contains(&r.drain_seconds), "drain {}", r.drain_seconds);
+    assert!(r.loss.tail_missing > 0, "{:?}", r.loss);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Against tickcast itself: the HTTP transports (SSE, polling, long-polling) end to end, with the
 // load generator's HTTP publisher. The server is the real `tickcast` binary, built on demand.

@@ -34,6 +34,10 @@ pub const WS_PUBLISH_PATH: &str = "/ws";
 /// A windowed publisher re-checks the window at least this often (silent loss never
 /// acknowledges, so a notification may never come).
 const WINDOW_RECHECK: Duration = Duration::from_millis(20);
+/// After the last send, answers in flight may take this long (whatever the drain).
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
+/// How often the publisher looks again whether everything was answered (and delivered).
+const SETTLE_RECHECK: Duration = Duration::from_millis(5);
 
 /// Answers counted by the reader task.
 #[derive(Default)]
@@ -288,10 +292,27 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
     });
     // The measured phase ends here; the subscribers' drain only collects late arrivals.
     ctx.publishing.ended(ended_ns);
-    // Give the answers in flight a moment, bounded.
-    let drain_until = tokio::time::Instant::now() + Duration::from_secs(2);
-    while answers.ok.get() + answers.failed.get() < sent && tokio::time::Instant::now() < drain_until {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    // Settle: wait for the answers in flight (at most `ANSWER_WAIT`) and, in a windowed run,
+    // for every accepted message to reach every subscriber: then the coordinator may end the
+    // drain at once. Until the coordinator stops the run (its drain is bounded), a windowed
+    // publisher keeps waiting for deliveries.
+    let windowed = matches!(plan.workload.schedule, Schedule::Windowed { .. });
+    let answer_deadline = tokio::time::Instant::now() + ANSWER_WAIT;
+    let mut settled = false;
+    loop {
+        let answered = answers.ok.get() + answers.failed.get() >= sent;
+        if !settled && answered && (!windowed || all_delivered(&ctx, sent, answers.failed.get())) {
+            settled = true;
+            ctx.publishing.settled();
+        }
+        let stopping = *phase.borrow() == Phase::Stopping;
+        if answered && (settled || stopping) {
+            break;
+        }
+        if tokio::time::Instant::now() >= answer_deadline && (settled || stopping || !windowed) {
+            break;
+        }
+        tokio::time::sleep(SETTLE_RECHECK).await;
     }
     reader.abort();
     let (ok, failed) = (answers.ok.get(), answers.failed.get());
@@ -315,6 +336,22 @@ async fn wait_due(due_ns: u64, spin_ns: u64) {
         tokio::time::sleep_until(instant_at(due_ns - COARSE_MARGIN_NS)).await;
     }
     crate::time::wait_until_ns(due_ns, spin_ns);
+}
+
+/// Messages fully delivered so far (to every subscriber of their channel, or announced lost), as
+/// far as the subscribers' deliveries tell with subscriptions spread evenly over the channels;
+/// `None` when nobody subscribes (nothing to wait for).
+fn messages_delivered(ctx: &Ctx) -> Option<u64> {
+    let w = &ctx.window;
+    let subs = w.subscriptions.load(Ordering::Relaxed) as u128;
+    let delivered = w.delivered.load(Ordering::Relaxed) as u128;
+    let channels = ctx.plan.workload.channels.len().max(1) as u128;
+    (subs > 0).then(|| (delivered * channels / subs).min(u64::MAX as u128) as u64)
+}
+
+/// Windowed: every one of `published` messages but the `refused` ones reached its subscribers.
+fn all_delivered(ctx: &Ctx, published: u64, refused: u64) -> bool {
+    messages_delivered(ctx).is_none_or(|d| d.saturating_add(refused) >= published)
 }
 
 /// Windowed schedule: waits until message `k` may go, i.e. at most `window` messages are
