@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use serde::{Deserialize, Serialize};
 
+use crate::accepted::{self, Missed};
 use crate::engine::{WorkerEvent, WorkerResult};
 use crate::loss::LossTotals;
 use crate::plan::{Plan, Scenario};
@@ -55,7 +56,8 @@ pub struct ServerReport {
 pub struct RunResult {
     pub plan: Plan,
     pub totals: WorkerResult,
-    /// Loss including the tail (messages published after a subscriber's last one).
+    /// Loss including the tail (messages published after a subscriber's last one), over the
+    /// publishes the server accepted.
     pub loss: LossTotals,
     /// From the first connection attempt until every client was open.
     pub connect_seconds: f64,
@@ -211,8 +213,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
     for r in &results {
         totals.merge(r);
     }
-    let mut loss = totals.loss;
-    loss.tail_missing = totals.expected().saturating_sub(totals.seq_max_sum);
+    let loss = settle_loss(&mut totals, plan.workload.staleness, &mut warnings);
     if plan.workers <= 1 {
         totals.cpu_seconds = 0.0;
     }
@@ -242,6 +243,37 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
     };
     result.warnings.extend(crate::report::warnings(&result));
     Ok(result)
+}
+
+/// Loss over the accepted publishes: the tails (published after a subscription's last delivery)
+/// from the publisher's count, then the refused and unanswered publishes taken out of the
+/// expected deliveries, the holes and the tails (`accepted.rs`).
+fn settle_loss(totals: &mut WorkerResult, staleness: bool, warnings: &mut Vec<String>) -> LossTotals {
+    let mut loss = totals.loss;
+    let tails = totals.expected_published().saturating_sub(totals.seq_max_sum);
+    let unaccepted = [&totals.refused, &totals.unanswered];
+    let settled = accepted::settle(&unaccepted, totals.channels(), &totals.subscriptions, &totals.missed);
+    totals.unaccepted_expected = settled.unexpected;
+    loss.tail_missing = tails.saturating_sub(settled.tails);
+    if staleness {
+        // Conflation: a skipped value counted as superseded, not as missing.
+        totals.counters.superseded = totals.counters.superseded.saturating_sub(settled.holes);
+    } else {
+        loss.missing = loss.missing.saturating_sub(settled.holes);
+    }
+    loss.delivered = loss.delivered.saturating_sub(settled.delivered);
+    loss.delivered_unaccepted += settled.delivered;
+    if settled.unexpected > 0 && totals.missed.untracked > 0 {
+        warnings.push(format!(
+            "{} missed message(s) were only counted, not kept (subscriptions with more than {} holes): \
+             refused or unanswered publishes among them count as loss",
+            totals.missed.untracked,
+            crate::loss::MISSED_RANGES_MAX
+        ));
+    }
+    // Spent, and possibly large: the settled figures stay.
+    totals.missed = Missed::default();
+    loss
 }
 
 #[derive(Default)]

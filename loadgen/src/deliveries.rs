@@ -156,6 +156,7 @@ impl Deliveries {
                 totals.reordered = 0;
             }
             stats.loss.merge(&totals);
+            stats.missed.add(*c, tracker);
             stats.streams += 1;
             stats.seq_max_sum += tracker.max();
             if stats.subscriptions.len() <= *c {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::accepted::{Missed, Ranges};
 use crate::loss::LossTotals;
 use crate::plan::{Plan, Slice, split};
 use crate::stats::{Counters, Hist, Hists, merge_hists};
@@ -115,6 +116,21 @@ pub struct WorkerResult {
     pub seq_max_sum: u64,
     /// Messages the publisher(s) of this worker sent.
     pub published: u64,
+    /// Of those, the ones the server refused, as ranges of message indices (0-based, see
+    /// `channels::route`).
+    #[serde(default, skip_serializing_if = "Ranges::is_empty")]
+    pub refused: Ranges,
+    /// Of those, the ones the server never answered.
+    #[serde(default, skip_serializing_if = "Ranges::is_empty")]
+    pub unanswered: Ranges,
+    /// Which seqs the subscriptions missed; the coordinator settles the refused and unanswered
+    /// publishes against it, then drops it.
+    #[serde(default, skip_serializing_if = "Missed::is_empty")]
+    pub missed: Missed,
+    /// Deliveries not expected because their publish was refused or unanswered (subscriptions
+    /// of a channel x such publishes on it), set by the coordinator; `expected` leaves them out.
+    #[serde(default)]
+    pub unaccepted_expected: u64,
     /// Subscriber streams per channel index (with `published`, the expected deliveries).
     #[serde(default)]
     pub subscriptions: Vec<u64>,
@@ -139,6 +155,10 @@ impl WorkerResult {
         self.streams += o.streams;
         self.seq_max_sum += o.seq_max_sum;
         self.published += o.published;
+        self.refused.merge(&o.refused);
+        self.unanswered.merge(&o.unanswered);
+        self.missed.merge(&o.missed);
+        self.unaccepted_expected += o.unaccepted_expected;
         self.published_channels = self.published_channels.max(o.published_channels);
         add_counts(&mut self.subscriptions, &o.subscriptions);
         self.cpu_seconds += o.cpu_seconds;
@@ -148,17 +168,28 @@ impl WorkerResult {
 }
 
 impl WorkerResult {
-    /// Deliveries expected: every subscription receives what was published on its channel.
+    /// Deliveries expected: every subscription receives what was published on its channel and
+    /// accepted by the server.
     pub fn expected(&self) -> u64 {
-        let channels = match self.published_channels {
-            0 => self.subscriptions.len().max(1),
-            n => n,
-        };
+        self.expected_published().saturating_sub(self.unaccepted_expected)
+    }
+
+    /// Deliveries of everything published, accepted or not.
+    pub fn expected_published(&self) -> u64 {
+        let channels = self.channels();
         self.subscriptions
             .iter()
             .enumerate()
             .map(|(c, &subs)| subs * crate::channels::published_on(c, self.published, channels))
             .sum()
+    }
+
+    /// Channels the publisher spread its messages over.
+    pub fn channels(&self) -> usize {
+        match self.published_channels {
+            0 => self.subscriptions.len().max(1),
+            n => n,
+        }
     }
 }
 
@@ -238,6 +269,11 @@ pub struct ThreadStats {
     pub streams: u64,
     pub seq_max_sum: u64,
     pub published: u64,
+    /// The publisher's refused and unanswered publishes (message indices).
+    pub refused: Ranges,
+    pub unanswered: Ranges,
+    /// What this thread's subscriptions missed, per (channel, seq).
+    pub missed: Missed,
     /// Subscriber streams per channel index.
     pub subscriptions: Vec<u64>,
     /// Clients that finished opening (either way).
@@ -395,6 +431,9 @@ pub fn run_worker(
         result.streams += stats.streams;
         result.seq_max_sum += stats.seq_max_sum;
         result.published += stats.published;
+        result.refused.merge(&stats.refused);
+        result.unanswered.merge(&stats.unanswered);
+        result.missed.merge(&stats.missed);
         add_counts(&mut result.subscriptions, &stats.subscriptions);
     }
     result.published_channels = plan.workload.channels.len();

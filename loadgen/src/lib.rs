@@ -5,6 +5,7 @@
 //! `coordinator::run` over worker threads or processes (`engine`, `workers`), reported by
 //! `report`.
 
+pub mod accepted;
 pub mod channels;
 pub mod cli;
 pub mod coordinator;

@@ -17,6 +17,9 @@ use crate::report::progress::fmt_ns;
 
 /// A step passes only if at least this share of the expected deliveries arrived.
 pub const DELIVERED_MIN: f64 = 0.99;
+/// A step fails if more than this share of its publishes was refused or never answered (they
+/// are not expected, so a server refusing under load must not pass on what it accepted).
+pub const UNACCEPTED_MAX: f64 = 0.01;
 /// Bisection steps after `saturate` found a failing rate.
 const BISECT_STEPS: usize = 4;
 
@@ -51,9 +54,13 @@ pub fn judge(r: &RunResult, slo_p99: Option<Duration>) -> StepOutcome {
     let expected = r.totals.expected();
     let delivered_ratio = if expected == 0 { 0.0 } else { r.loss.delivered as f64 / expected as f64 };
     let p99_ns = latency.at(0.99);
+    let c = &r.totals.counters;
+    let unaccepted = c.publish_refused + c.publish_unanswered;
     let mut reason = None;
     if delivered_ratio < DELIVERED_MIN {
         reason = Some(format!("delivered {:.1}% of expected", delivered_ratio * 100.0));
+    } else if unaccepted as f64 > r.totals.published as f64 * UNACCEPTED_MAX {
+        reason = Some(format!("{unaccepted} of {} publishes refused or unanswered", r.totals.published));
     } else if let Some(slo) = slo_p99
         && p99_ns > slo.as_nanos() as u64
     {
@@ -219,6 +226,46 @@ mod tests {
         let cli = <Cli as clap::Parser>::try_parse_from(["lg", "rate", "--rate", "100", "--clients", "10"])
             .unwrap();
         plan_of(&cli.command).unwrap().0
+    }
+
+    /// 10 subscribers, `published` messages, `refused` of them refused, every accepted one
+    /// delivered, in 1 s.
+    fn refusing(published: u64, refused: u64) -> RunResult {
+        let totals = crate::engine::WorkerResult {
+            published,
+            subscriptions: vec![10],
+            unaccepted_expected: 10 * refused,
+            counters: crate::stats::Counters {
+                publish_ok: published - refused,
+                publish_refused: refused,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let loss = crate::loss::LossTotals { delivered: 10 * (published - refused), ..Default::default() };
+        RunResult {
+            plan: base(),
+            totals,
+            loss,
+            connect_seconds: 0.1,
+            run_seconds: 1.0,
+            drain_seconds: 1.0,
+            loadgen_cpu_seconds: 0.1,
+            loadgen_run_cpu_seconds: 0.1,
+            loadgen_drain_cpu_seconds: 0.0,
+            wall_seconds: 2.1,
+            server: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_step_whose_publishes_are_refused_fails() {
+        let ok = judge(&refusing(1000, 10), None);
+        assert!(ok.ok, "{:?}", ok.reason);
+        assert_eq!(ok.delivered_ratio, 1.0);
+        let refused = judge(&refusing(1000, 20), None);
+        assert_eq!(refused.reason.as_deref(), Some("20 of 1000 publishes refused or unanswered"));
     }
 
     #[test]

@@ -112,7 +112,12 @@ pub struct Counters {
     pub bytes_received: u64,
     pub pings_received: u64,
     pub publish_ok: u64,
+    /// Publishes that failed: refused, unanswered, or the publisher could not connect.
     pub publish_failed: u64,
+    /// Publishes the server refused (a non-2xx answer, a WebSocket `error`).
+    pub publish_refused: u64,
+    /// Publishes sent and never answered (by the end of the run).
+    pub publish_unanswered: u64,
     /// Sends that left later than scheduled by more than 1 ms (open-loop schedule lag).
     pub sends_late: u64,
     /// The server's `gap` notices, and the messages they announced as never coming.
@@ -151,6 +156,8 @@ impl Counters {
         self.pings_received += o.pings_received;
         self.publish_ok += o.publish_ok;
         self.publish_failed += o.publish_failed;
+        self.publish_refused += o.publish_refused;
+        self.publish_unanswered += o.publish_unanswered;
         self.sends_late += o.sends_late;
         self.gap_notices += o.gap_notices;
         self.gap_announced += o.gap_announced;

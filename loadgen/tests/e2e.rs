@@ -794,3 +794,27 @@ fn the_coordinator_sleeps_between_events() {
     assert!(seconds >= 1.5, "{seconds}");
     assert!((wakeups as f64) < 30.0 * seconds, "{wakeups} wake-ups in {seconds:.2} s");
 }
+
+/// tickcast refuses WebSocket publishes on channels clients may not publish to (`error`, code
+/// `forbidden`): here every message of channel `b`. They are reported as refused, and `b`'s
+/// subscribers, which receive nothing, show no loss (it used to be all of `b`'s tail, silent).
+#[test]
+fn publishes_tickcast_refuses_are_reported_not_lost() {
+    let _serial = one_at_a_time();
+    let server = Tickcast::start(&["--allow-client-publish", "a"]);
+    let r =
+        rate_against(&server, "1s", "--transport sse --publisher ws --clients 4 --rate 200 --channels a,b");
+    let c = r.totals.counters;
+    assert!(r.totals.published >= 150, "{c:?}");
+    // Message k goes to channel k mod 2: the odd ones to `b`.
+    assert_eq!(c.publish_refused, r.totals.published / 2, "{c:?}");
+    assert_eq!((c.publish_ok + c.publish_refused, c.publish_unanswered), (r.totals.published, 0), "{c:?}");
+    assert_eq!(r.totals.expected(), 2 * c.publish_ok);
+    assert_eq!(r.loss.delivered, r.totals.expected(), "{:?}", r.loss);
+    assert_eq!(r.loss.lost(), 0, "{:?}", r.loss);
+    assert!(
+        r.warnings.iter().all(|w| !w.contains("SILENTLY") && !w.contains("DELIVERY")),
+        "{:?}",
+        r.warnings
+    );
+}

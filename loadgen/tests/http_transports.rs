@@ -2,7 +2,8 @@
 //! planned HTTP routes (docs/protocol.md): `POST /publish/<channel>`, `GET /sse`, `GET /poll`,
 //! `GET /longpoll`. The mock keeps every message per channel (so `since` and `Last-Event-ID`
 //! replay works) and can misbehave on purpose: end SSE streams early, replace a message by a
-//! `gap` notice, answer polls with junk. Every run is small and bounded (about 2 s).
+//! `gap` notice, answer polls with junk, refuse publishes or leave them unanswered. Every run is
+//! small and bounded (a few seconds).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,12 +25,17 @@ struct Misbehave {
     gap_seq: Option<u64>,
     /// Every n-th poll answer is junk.
     junk_every: Option<u64>,
+    /// Every n-th publish is refused (`503`, not kept).
+    refuse_every: Option<u64>,
+    /// From the n-th publish on, none is answered; each is kept (published) or dropped.
+    unanswered_from: Option<(u64, bool)>,
 }
 
 struct Mock {
     history: std::sync::Mutex<HashMap<String, Vec<String>>>,
     published: Notify,
     polls: AtomicU64,
+    publishes: AtomicU64,
     misbehave: Misbehave,
 }
 
@@ -46,6 +52,7 @@ fn start(misbehave: Misbehave) -> Server {
         history: Default::default(),
         published: Notify::new(),
         polls: AtomicU64::new(0),
+        publishes: AtomicU64::new(0),
         misbehave,
     });
     runtime.spawn(async move {
@@ -109,7 +116,29 @@ async fn serve(mut stream: TcpStream, mock: &Mock) -> anyhow::Result<()> {
         let channels: Vec<String> =
             query(&target, "channels").unwrap_or_default().split(',').map(str::to_string).collect();
         let answer = match (method.as_str(), path) {
-            ("POST", p) if p.starts_with("/publish/") => publish(mock, &p["/publish/".len()..], &body),
+            ("POST", p) if p.starts_with("/publish/") => {
+                let n = mock.publishes.fetch_add(1, Ordering::Relaxed) + 1;
+                let m = mock.misbehave;
+                if let Some((from, keep)) = m.unanswered_from
+                    && n >= from
+                {
+                    if keep {
+                        publish(mock, &p["/publish/".len()..], &body);
+                    }
+                    continue;
+                }
+                if m.refuse_every.is_some_and(|every| n.is_multiple_of(every)) {
+                    let refusal = br#"{"error":{"code":"overloaded","message":"try later"}}"#;
+                    let head = format!(
+                        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\n\r\n",
+                        refusal.len()
+                    );
+                    stream.write_all(head.as_bytes()).await?;
+                    stream.write_all(refusal).await?;
+                    continue;
+                }
+                publish(mock, &p["/publish/".len()..], &body)
+            }
             ("GET", "/sse") => return sse(stream, mock, &channels, last_id).await,
             ("GET", "/poll") | ("GET", "/longpoll") => {
                 let since = positions(query(&target, "since").unwrap_or_default());
@@ -247,12 +276,16 @@ async fn sse(
 }
 
 fn run(server: &Server, args: &[&str]) -> RunResult {
+    run_observed(server, args, Observe::default())
+}
+
+fn run_observed(server: &Server, args: &[&str], observe: Observe) -> RunResult {
     let url = format!("http://{}", server.addr);
     let mut all = vec!["tickcast-loadgen", "rate", "--url", &url, "--duration", "1s"];
     all.extend_from_slice(args);
     let cli = <Cli as clap::Parser>::try_parse_from(all).unwrap();
     let plan = plan_of(&cli.command).unwrap().0;
-    tickcast_loadgen::run(&plan, Observe::default(), &Outputs::default(), true).unwrap()
+    tickcast_loadgen::run(&plan, observe, &Outputs::default(), true).unwrap()
 }
 
 fn assert_complete(r: &RunResult) {
@@ -272,7 +305,7 @@ fn assert_complete(r: &RunResult) {
 
 #[test]
 fn sse_reconnects_with_last_event_id_and_counts_gap_notices() {
-    let server = start(Misbehave { sse_close_after: Some(40), gap_seq: Some(10), junk_every: None });
+    let server = start(Misbehave { sse_close_after: Some(40), gap_seq: Some(10), ..Misbehave::default() });
     let r = run(
         &server,
         &[
@@ -353,4 +386,79 @@ fn longpoll_delivers_everything_and_records_exposure() {
     assert!(c.requests > 20, "{c:?}");
     assert!(r.totals.hists["exposure"].len() > 20);
     assert!(r.totals.hists["latency"].at(0.99) < 200_000_000);
+}
+
+const SSE_TWO_CHANNELS: [&str; 10] = [
+    "--transport",
+    "sse",
+    "--clients",
+    "4",
+    "--rate",
+    "200",
+    "--channels",
+    "a,b",
+    "--channels-per-client",
+    "2",
+];
+
+/// The server refuses every fifth publish (`503`, on both channels) and leaves every publish
+/// from the 151st on unanswered (and undelivered). Those are holes and a tail in every
+/// subscription's sequence numbers, but not loss: the table and the JSON say how many publishes
+/// were refused and unanswered, and loss counts only what the server accepted. (They used to
+/// show as silent loss.)
+#[test]
+fn refused_and_unanswered_publishes_are_reported_apart_not_as_loss() {
+    let misbehave =
+        Misbehave { refuse_every: Some(5), unanswered_from: Some((151, false)), ..Misbehave::default() };
+    let r = run(&start(misbehave), &SSE_TWO_CHANNELS);
+    assert_refused_and_unanswered_not_lost(&r);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["totals"]["counters"]["publish_refused"], 30);
+    assert!(json["totals"]["refused"].is_array() && json["totals"].get("missed").is_none(), "{json}");
+    // The same over two worker processes: the publisher's refusals and the subscriptions' holes
+    // meet in the coordinator.
+    let mut args = SSE_TWO_CHANNELS.to_vec();
+    args.extend(["--workers", "2"]);
+    let observe =
+        Observe { server_pid: None, worker_exe: Some(env!("CARGO_BIN_EXE_tickcast-loadgen").into()) };
+    let r = run_observed(&start(misbehave), &args, observe);
+    assert_eq!(r.plan.workers, 2);
+    assert!(r.warnings.iter().all(|w| !w.contains("worker")), "{:?}", r.warnings);
+    assert_refused_and_unanswered_not_lost(&r);
+}
+
+fn assert_refused_and_unanswered_not_lost(r: &RunResult) {
+    let c = r.totals.counters;
+    assert!(r.totals.published >= 190, "{c:?}");
+    assert_eq!((c.publish_ok, c.publish_refused), (120, 30), "{c:?}");
+    assert_eq!(c.publish_unanswered, r.totals.published - 150, "{c:?}");
+    assert_eq!(r.totals.refused.len() + r.totals.unanswered.len(), r.totals.published - 120);
+    // Every accepted publish reached the 4 subscriptions of its channel; nothing else expected.
+    assert_eq!(r.totals.expected(), 4 * 120, "{:?}", r.totals.subscriptions);
+    assert_eq!(r.loss.delivered, 4 * 120, "{:?}", r.loss);
+    assert_eq!((r.loss.lost(), r.loss.delivered_unaccepted), (0, 0), "{:?}", r.loss);
+    assert!(
+        r.warnings.iter().all(|w| !w.contains("SILENTLY") && !w.contains("DELIVERY")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.warnings.iter().any(|w| w.contains("refused")), "{:?}", r.warnings);
+    let table = tickcast_loadgen::report::table::render(r);
+    let line = format!("publish refused 30, publish unanswered {}", c.publish_unanswered);
+    assert!(table.contains(&line) && table.contains("lost 0 ("), "{table}");
+}
+
+/// Publishes the server took but never answered: not expected, yet delivered, and counted
+/// apart, neither as delivered nor as loss.
+#[test]
+fn unanswered_publishes_delivered_anyway_are_counted_apart() {
+    let server = start(Misbehave { unanswered_from: Some((101, true)), ..Misbehave::default() });
+    let r = run(&server, &SSE_TWO_CHANNELS);
+    let c = r.totals.counters;
+    assert_eq!((c.publish_ok, c.publish_refused), (100, 0), "{c:?}");
+    assert_eq!(c.publish_unanswered, r.totals.published - 100, "{c:?}");
+    assert_eq!(r.loss.delivered, 4 * 100, "{:?}", r.loss);
+    assert_eq!(r.loss.delivered_unaccepted, 4 * c.publish_unanswered, "{:?}", r.loss);
+    assert_eq!(r.loss.lost(), 0, "{:?}", r.loss);
+    assert!(tickcast_loadgen::report::table::render(&r).contains("delivered anyway"));
 }

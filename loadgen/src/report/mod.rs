@@ -75,6 +75,13 @@ pub fn warnings(r: &RunResult) -> Vec<String> {
             c.malformed
         ));
     }
+    if r.plan.scenario == Scenario::Rate && c.publish_refused + c.publish_unanswered > 0 {
+        out.push(format!(
+            "{} of {} publish(es) were refused and {} never answered by the server: their messages are \
+             neither expected nor counted as loss",
+            c.publish_refused, r.totals.published, c.publish_unanswered
+        ));
+    }
     let silent = r.loss.lost().saturating_sub(c.gap_announced);
     if r.plan.scenario == Scenario::Rate && silent > 0 && !r.plan.workload.staleness {
         out.push(format!("{silent} message(s) were lost SILENTLY (no gap notice announced them)"));

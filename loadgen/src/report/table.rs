@@ -168,13 +168,21 @@ fn rate_lines(out: &mut String, r: &RunResult) {
         w.schedule
     );
     let silent = l.lost().saturating_sub(c.gap_announced);
+    // Refused and unanswered publishes are neither expected nor loss (`accepted.rs`).
+    let no_connection = if c.publish_failed > c.publish_refused + c.publish_unanswered {
+        ", the publisher could not connect"
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
-        "published {} ({} ok, {} failed); delivered {} of {} expected; lost {} (holes {}, tail {}; \
-         announced by {} gap notice(s): {}, silent: {}), duplicates {}, reordered {}",
+        "published {} ({} ok, publish refused {}, publish unanswered {}{no_connection}); delivered {} of {} \
+         expected; lost {} (holes {}, tail {}; announced by {} gap notice(s): {}, silent: {}), \
+         duplicates {}, reordered {}",
         r.totals.published,
         c.publish_ok,
-        c.publish_failed,
+        c.publish_refused,
+        c.publish_unanswered,
         l.delivered,
         expected,
         l.lost(),
@@ -186,6 +194,13 @@ fn rate_lines(out: &mut String, r: &RunResult) {
         l.duplicates,
         l.reordered
     );
+    if l.delivered_unaccepted > 0 {
+        let _ = writeln!(
+            out,
+            "delivered anyway: {} deliveries of refused or unanswered publishes (neither delivered nor lost above)",
+            l.delivered_unaccepted
+        );
+    }
     if w.staleness {
         let _ =
             writeln!(out, "conflated: {} value(s) superseded before they arrived (not loss)", c.superseded);

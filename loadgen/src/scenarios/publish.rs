@@ -12,9 +12,15 @@
 //!   (`--publisher http-pool`: a pool of keep-alive connections, one request outstanding on
 //!   each);
 //! * a WebSocket on `/ws`, `{"type":"publish","channel":..,"data":..,"id":k}` control messages,
-//!   answered by `published` (ok) or `error` (failed).
+//!   answered by `published` (ok) or `error` (refused).
+//!
+//! Every answer is matched to its message index `k` (pipelined answers come in send order, a
+//! pooled connection has one request outstanding, WebSocket answers carry the `id`): the refused
+//! ones and those never answered are reported by index, so that their (channel, seq) count
+//! neither as expected deliveries nor as loss (`accepted.rs`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -22,6 +28,7 @@ use std::time::Duration;
 use tickcast_protocol::frame::OpCode;
 use tokio::sync::watch;
 
+use crate::accepted::Ranges;
 use crate::engine::{Ctx, Phase, instant_at, wait_running, wait_stopping};
 use crate::plan::{Publisher, Schedule, Target};
 use crate::stamp::{self, Stamp};
@@ -39,11 +46,15 @@ const ANSWER_WAIT: Duration = Duration::from_secs(2);
 /// How often the publisher looks again whether everything was answered (and delivered).
 const SETTLE_RECHECK: Duration = Duration::from_millis(5);
 
-/// Answers counted by the reader task.
+/// The server's answers, matched to message indices (shared by the sender and the readers).
 #[derive(Default)]
 struct Answers {
     ok: Cell<u64>,
-    failed: Cell<u64>,
+    refused: Cell<u64>,
+    /// Indices of the messages sent and not answered yet, in send order.
+    outstanding: RefCell<VecDeque<u64>>,
+    /// Indices of the refused messages.
+    refused_ks: RefCell<Ranges>,
 }
 
 enum Sink {
@@ -65,10 +76,16 @@ enum ConnState {
     Dead,
 }
 
+/// A pooled connection's state, and the message its outstanding request carries.
+struct PoolConn {
+    state: Cell<ConnState>,
+    k: Cell<u64>,
+}
+
 /// `--publisher http-pool`: keep-alive connections with at most one request outstanding each
 /// (no pipelining); a new connection when every one is busy, up to `POOL_MAX`.
 struct HttpPool {
-    conns: Vec<(HttpConn, Rc<Cell<ConnState>>)>,
+    conns: Vec<(HttpConn, Rc<PoolConn>)>,
     request: Vec<u8>,
     answers: Rc<Answers>,
     freed: Rc<tokio::sync::Notify>,
@@ -80,10 +97,10 @@ impl HttpPool {
     async fn idle(&mut self, ctx: &Ctx) -> std::io::Result<usize> {
         let give_up = tokio::time::Instant::now() + POOL_WAIT_MAX;
         loop {
-            if let Some(i) = self.conns.iter().position(|(_, s)| s.get() == ConnState::Idle) {
+            if let Some(i) = self.conns.iter().position(|(_, s)| s.state.get() == ConnState::Idle) {
                 return Ok(i);
             }
-            if self.conns.iter().filter(|(_, s)| s.get() != ConnState::Dead).count() < POOL_MAX {
+            if self.conns.iter().filter(|(_, s)| s.state.get() != ConnState::Dead).count() < POOL_MAX {
                 return self.add(ctx).await;
             }
             let freed = self.freed.clone();
@@ -95,26 +112,29 @@ impl HttpPool {
 
     async fn add(&mut self, ctx: &Ctx) -> std::io::Result<usize> {
         let conn = HttpConn::connect(&ctx.plan.target).await?;
-        let state = Rc::new(Cell::new(ConnState::Idle));
+        let state = Rc::new(PoolConn { state: Cell::new(ConnState::Idle), k: Cell::new(0) });
         let (stream, answers, freed, reader_state) =
             (conn.stream.clone(), self.answers.clone(), self.freed.clone(), state.clone());
         self.readers.push(tokio_uring::spawn(async move {
             let _ = HttpConn::read_responses(stream, |head| {
-                answers.count(head.status);
-                reader_state.set(ConnState::Idle);
+                // One request outstanding per connection: the answer is to its message.
+                answers.answer(Some(reader_state.k.get()), accepted(head.status));
+                reader_state.state.set(ConnState::Idle);
                 freed.notify_one();
             })
             .await;
-            reader_state.set(ConnState::Dead);
+            reader_state.state.set(ConnState::Dead);
         }));
         self.conns.push((conn, state));
         Ok(self.conns.len() - 1)
     }
 
-    async fn send(&mut self, ctx: &Ctx, path: &str, body: &[u8]) -> std::io::Result<usize> {
+    async fn send(&mut self, ctx: &Ctx, path: &str, body: &[u8], k: u64) -> std::io::Result<usize> {
         let i = self.idle(ctx).await?;
         post_request(&mut self.request, &ctx.plan.target, path, body);
         let (conn, state) = &self.conns[i];
+        state.k.set(k);
+        let state = &state.state;
         state.set(ConnState::Busy);
         let (result, buf) = conn.send(std::mem::take(&mut self.request)).await;
         self.request = buf;
@@ -132,18 +152,70 @@ impl Drop for HttpPool {
 }
 
 impl Answers {
-    fn count(&self, status: u16) {
-        if (200..300).contains(&status) {
+    /// Message `k` is about to be sent (registered first: its answer may be read before the
+    /// send completes).
+    fn sending(&self, k: u64) {
+        self.outstanding.borrow_mut().push_back(k);
+    }
+
+    /// Sending message `k` failed: no answer will come.
+    fn unsent(&self, k: u64) {
+        let mut outstanding = self.outstanding.borrow_mut();
+        if let Some(i) = outstanding.iter().rposition(|&o| o == k) {
+            outstanding.remove(i);
+        }
+    }
+
+    /// An answer to message `k`, or (`None`) to the oldest outstanding one (answers in send
+    /// order); `ok` when the server accepted it. An answer to nothing outstanding is ignored.
+    fn answer(&self, k: Option<u64>, ok: bool) {
+        let mut outstanding = self.outstanding.borrow_mut();
+        let k = match k {
+            None => outstanding.pop_front(),
+            Some(k) => outstanding.iter().position(|&o| o == k).and_then(|i| outstanding.remove(i)),
+        };
+        let Some(k) = k else { return };
+        if ok {
             self.ok.set(self.ok.get() + 1);
         } else {
-            self.failed.set(self.failed.get() + 1);
+            self.refused.set(self.refused.get() + 1);
+            self.refused_ks.borrow_mut().insert(k);
         }
+    }
+
+    fn all_answered(&self) -> bool {
+        self.outstanding.borrow().is_empty()
     }
 }
 
+/// An HTTP status the server accepted a publish with.
+fn accepted(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
+/// What a WebSocket publisher's answer says: `Some((id, ok))` for `published` (ok) or `error`
+/// (refused), with the `id` the publish carried if the answer repeats it; `None` for anything
+/// else (e.g. a peer's broadcast to the publisher's own connection).
+fn ws_answer(payload: &[u8]) -> Option<(Option<u64>, bool)> {
+    let ok = if contains(payload, br#""type":"published""#) {
+        true
+    } else if contains(payload, br#""type":"error""#) {
+        false
+    } else {
+        return None;
+    };
+    const ID: &[u8] = br#""id":"#;
+    let id = payload.windows(ID.len()).position(|w| w == ID).and_then(|at| {
+        let digits = payload[at + ID.len()..].trim_ascii_start();
+        let digits = &digits[..digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len())];
+        std::str::from_utf8(digits).ok()?.parse::<u64>().ok()
+    });
+    Some((id, ok))
+}
+
 impl Sink {
-    /// Sends one message; returns the bytes written.
-    async fn send(&mut self, ctx: &Ctx, channel: &str, body: &[u8], id: u64) -> std::io::Result<usize> {
+    /// Sends message `k` (WebSocket `id` k + 1); returns the bytes written.
+    async fn send(&mut self, ctx: &Ctx, channel: &str, body: &[u8], k: u64) -> std::io::Result<usize> {
         match self {
             Sink::Http(conn, request) => {
                 post_request(request, &ctx.plan.target, &format!("/publish/{channel}"), body);
@@ -151,8 +223,9 @@ impl Sink {
                 *request = buf;
                 result.map(|()| request.len())
             }
-            Sink::Pool(pool) => pool.send(ctx, &format!("/publish/{channel}"), body).await,
+            Sink::Pool(pool) => pool.send(ctx, &format!("/publish/{channel}"), body, k).await,
             Sink::Ws(writer) => {
+                let id = k + 1;
                 let mut op = Vec::with_capacity(body.len() + 64);
                 op.extend_from_slice(
                     format!(r#"{{"type":"publish","id":{id},"channel":"{channel}","data":"#).as_bytes(),
@@ -175,11 +248,9 @@ async fn open(ctx: &Ctx, answers: Rc<Answers>) -> anyhow::Result<(Sink, tokio::t
             let writer = client.split_writer();
             let reader = tokio_uring::spawn(async move {
                 while let Ok(Some(msg)) = client.next().await {
-                    let payload = client.payload(&msg);
-                    if contains(payload, br#""type":"published""#) {
-                        answers.ok.set(answers.ok.get() + 1);
-                    } else if contains(payload, br#""type":"error""#) {
-                        answers.failed.set(answers.failed.get() + 1);
+                    if let Some((id, ok)) = ws_answer(client.payload(&msg)) {
+                        // Sent as `id` k + 1; an answer without one is to the oldest publish.
+                        answers.answer(id.and_then(|id| id.checked_sub(1)), ok);
                     }
                 }
             });
@@ -201,8 +272,9 @@ async fn open(ctx: &Ctx, answers: Rc<Answers>) -> anyhow::Result<(Sink, tokio::t
             let conn = HttpConn::connect(&plan.target).await?;
             let stream = conn.stream.clone();
             let reader = tokio_uring::spawn(async move {
+                // Pipelined: answers come in the order of the requests.
                 let _ = HttpConn::read_responses(stream, move |head| {
-                    answers.count(head.status);
+                    answers.answer(None, accepted(head.status));
                 })
                 .await;
             });
@@ -249,7 +321,7 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
         }
         let t_ns = match plan.workload.schedule {
             Schedule::Windowed { window } => {
-                if !wait_window(&ctx, k, window, &mut phase, end_ns).await {
+                if !wait_window(&ctx, k, window, &answers.refused, &mut phase, end_ns).await {
                     ended_ns = Some(now_ns().min(end_ns));
                     break;
                 }
@@ -273,12 +345,14 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
         let (c, seq) = crate::channels::route(k, names.len());
         stamp::write(&mut body, Stamp { seq, t_ns, src: c as u64 }, plan.workload.message_bytes);
         let channel = names.get(c).map_or("bench", String::as_str);
-        match sink.send(&ctx, channel, &body, k + 1).await {
+        answers.sending(k);
+        match sink.send(&ctx, channel, &body, k).await {
             Ok(n) => {
                 sent += 1;
                 bytes += n as u64;
             }
             Err(_) => {
+                answers.unsent(k);
                 ended_ns = Some(now_ns());
                 break;
             }
@@ -300,8 +374,8 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
     let answer_deadline = tokio::time::Instant::now() + ANSWER_WAIT;
     let mut settled = false;
     loop {
-        let answered = answers.ok.get() + answers.failed.get() >= sent;
-        if !settled && answered && (!windowed || all_delivered(&ctx, sent, answers.failed.get())) {
+        let answered = answers.all_answered();
+        if !settled && answered && (!windowed || all_delivered(&ctx, sent, answers.refused.get())) {
             settled = true;
             ctx.publishing.settled();
         }
@@ -315,14 +389,22 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
         tokio::time::sleep(SETTLE_RECHECK).await;
     }
     reader.abort();
-    let (ok, failed) = (answers.ok.get(), answers.failed.get());
+    let (ok, refused) = (answers.ok.get(), answers.refused.get());
+    let mut unanswered = Ranges::default();
+    for &k in answers.outstanding.borrow().iter() {
+        unanswered.insert(k);
+    }
     let mut stats = ctx.stats.borrow_mut();
     stats.published += sent;
     stats.counters.messages_sent += sent;
     stats.counters.bytes_published += bytes;
     stats.counters.sends_late += late;
     stats.counters.publish_ok += ok;
-    stats.counters.publish_failed += failed + sent.saturating_sub(ok + failed);
+    stats.counters.publish_refused += refused;
+    stats.counters.publish_unanswered += unanswered.len();
+    stats.counters.publish_failed += refused + unanswered.len();
+    stats.refused.merge(&answers.refused_ks.borrow());
+    stats.unanswered.merge(&unanswered);
 }
 
 /// Waits until wall-clock `due_ns`, precisely. This task has a thread of its own (see
@@ -362,15 +444,14 @@ async fn wait_window(
     ctx: &Ctx,
     k: u64,
     window: u64,
+    refused: &Cell<u64>,
     phase: &mut watch::Receiver<Phase>,
     end_ns: u64,
 ) -> bool {
     let w = &ctx.window;
-    let channels = ctx.plan.workload.channels.len().max(1) as u128;
+    // A refused publish will never be delivered: it does not hold the window.
     let may_send = || {
-        let subs = w.subscriptions.load(Ordering::Relaxed) as u128;
-        let delivered = w.delivered.load(Ordering::Relaxed) as u128;
-        k < window || (k - window) as u128 * subs <= delivered * channels
+        k < window || messages_delivered(ctx).is_none_or(|d| k - window <= d.saturating_add(refused.get()))
     };
     loop {
         if now_ns() >= end_ns {
@@ -391,5 +472,58 @@ async fn wait_window(
             () = tokio::time::sleep(WINDOW_RECHECK) => {}
         }
         w.waiting.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipelined_answers_match_messages_in_send_order() {
+        let a = Answers::default();
+        for k in 0..6 {
+            a.sending(k);
+        }
+        for ok in [true, false, true, true, false] {
+            a.answer(None, ok);
+        }
+        // Message 5 was never answered; an answer to nothing outstanding is ignored.
+        assert_eq!((a.ok.get(), a.refused.get()), (3, 2));
+        assert_eq!(a.refused_ks.borrow().0, vec![[1, 1], [4, 4]]);
+        assert_eq!(a.outstanding.borrow().iter().copied().collect::<Vec<_>>(), vec![5]);
+        assert!(!a.all_answered());
+        a.unsent(5);
+        a.answer(None, false);
+        assert!(a.all_answered());
+        assert_eq!(a.refused.get(), 2);
+    }
+
+    #[test]
+    fn answers_by_index_in_any_order() {
+        let a = Answers::default();
+        for k in 10..14 {
+            a.sending(k);
+        }
+        a.answer(Some(12), false);
+        a.answer(Some(10), true);
+        a.answer(Some(12), true); // twice: ignored
+        a.answer(Some(99), false); // not ours
+        assert_eq!((a.ok.get(), a.refused.get()), (1, 1));
+        assert_eq!(a.refused_ks.borrow().0, vec![[12, 12]]);
+        assert_eq!(a.outstanding.borrow().iter().copied().collect::<Vec<_>>(), vec![11, 13]);
+    }
+
+    #[test]
+    fn websocket_answers() {
+        let published = br#"{"type":"published","id":3,"channel":"a","seq":8}"#;
+        assert_eq!(ws_answer(published), Some((Some(3), true)));
+        let error = br#"{"type":"error","id":4,"code":"forbidden","message":"no"}"#;
+        assert_eq!(ws_answer(error), Some((Some(4), false)));
+        assert_eq!(ws_answer(br#"{"type":"published","channel":"a","seq":1}"#), Some((None, true)));
+        assert_eq!(ws_answer(br#"{"type":"published", "pid":9, "id": 12}"#), Some((Some(12), true)));
+        assert_eq!(ws_answer(br#"{"type":"error","id":"x"}"#), Some((None, false)));
+        assert_eq!(ws_answer(br#"{"lg":[1,2,3]}"#), None);
+        assert_eq!(ws_answer(br#"{"type":"subscribed","id":1}"#), None);
     }
 }
