@@ -57,7 +57,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("invalid duration {text:?}"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    // `from_secs_f64` would panic on a number too large for a `Duration`.
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("duration {text:?} is too long"))
 }
 
 #[cfg(test)]
@@ -72,6 +73,7 @@ mod tests {
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("x").is_err());
         assert!(parse_duration("3 parsecs").is_err());
+        assert!(parse_duration("99999999999999999999999h").is_err());
     }
 
     #[test]
