@@ -204,3 +204,23 @@ pub fn worker_main() -> anyhow::Result<()> {
     emit(WorkerEvent::Done(Box::new(result)));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What goes over a worker process's pipes, one JSON line each way.
+    #[test]
+    fn commands_and_events_round_trip_as_json_lines() {
+        for cmd in [Command::Start { t0_ns: 5 }, Command::Measured, Command::Stop] {
+            let line = serde_json::to_string(&cmd).unwrap();
+            assert_eq!(serde_json::from_str::<Command>(&line).unwrap(), cmd);
+        }
+        assert_eq!(serde_json::to_string(&Command::Measured).unwrap(), r#"{"cmd":"measured"}"#);
+        let ended = serde_json::to_string(&WorkerEvent::PublishEnded { worker: 0, end_ns: 42 }).unwrap();
+        let back = serde_json::from_str::<WorkerEvent>(&ended).unwrap();
+        assert!(matches!(back, WorkerEvent::PublishEnded { worker: 0, end_ns: 42 }), "{ended}");
+        let settled = serde_json::to_string(&WorkerEvent::Settled { worker: 1 }).unwrap();
+        assert!(matches!(serde_json::from_str(&settled).unwrap(), WorkerEvent::Settled { worker: 1 }));
+    }
+}
