@@ -136,8 +136,11 @@ pub fn render(r: &RunResult) -> String {
             100.0 * r.loadgen_run_cpu_seconds / r.run_seconds,
         );
         if r.drain_seconds > 0.0 {
-            let _ =
-                writeln!(out, "  drain: {:.2}s over {:.2}s", r.loadgen_drain_cpu_seconds, r.drain_seconds);
+            let _ = writeln!(
+                out,
+                "  drain: {:.2}s CPU over {:.2}s",
+                r.loadgen_drain_cpu_seconds, r.drain_seconds
+            );
         }
     }
     for w in &r.warnings {
