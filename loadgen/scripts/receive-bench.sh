@@ -9,6 +9,8 @@
 # e.g. 1 frame per segment, 200 x 1,000 = 200,000 msg/s, 10 s, 2 rounds, one binary:
 #   loadgen/scripts/receive-bench.sh 1 200 1000 10s 2 target/release/tickcast-loadgen
 # Extra load generator flags: LG_ARGS="--ws-receiver tokio". Cores: SENDER_CPU (0), LG_CPU (1).
+# Extra sender flags: SENDER_ARGS="--size 256". A binary named tickcast-lean-client (the lean
+# tokio reference client) is run with its own flags.
 set -euo pipefail
 batch=$1 rate=$2 clients=$3 duration=$4 rounds=$5
 shift 5
@@ -42,7 +44,7 @@ wait_quiet() {
 }
 
 taskset -c "$sender_cpu" "$sender" --listen "127.0.0.1:$port" --rate-per-conn "$rate" --batch "$batch" \
-  --max-duration 600s >/dev/null &
+  --max-duration 600s ${SENDER_ARGS:-} >/dev/null &
 sender_pid=$!
 trap 'kill "$sender_pid" 2>/dev/null || true' EXIT
 sleep 0.5
@@ -54,8 +56,14 @@ for round in $(seq 1 "$rounds"); do
     read -r sb0 st0 < <(cpu_jiffies "$sender_cpu")
     sj0=$(proc_jiffies "$sender_pid")
     load0="$(cut -d' ' -f1 /proc/loadavg)"
-    out="$(timeout 300 taskset -c "$lg_cpu" "$lg" rate --publisher none --url "http://127.0.0.1:$port" --path / \
-      --clients "$clients" --connect-rate 10000 --duration "$duration" --quiet ${LG_ARGS:-} 2>&1)"
+    if [ "$(basename "$lg")" = tickcast-lean-client ]; then
+      # The lean tokio reference client: same lines printed, its own flags.
+      out="$(timeout 300 taskset -c "$lg_cpu" "$lg" --connect "127.0.0.1:$port" --clients "$clients" \
+        --duration "$duration" 2>&1)"
+    else
+      out="$(timeout 300 taskset -c "$lg_cpu" "$lg" rate --publisher none --url "http://127.0.0.1:$port" --path / \
+        --clients "$clients" --connect-rate 10000 --duration "$duration" --quiet ${LG_ARGS:-} 2>&1)"
+    fi
     read -r b1 t1 < <(cpu_jiffies "$lg_cpu")
     read -r sb1 st1 < <(cpu_jiffies "$sender_cpu")
     sj1=$(proc_jiffies "$sender_pid")
