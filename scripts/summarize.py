@@ -10,6 +10,14 @@ import sys
 from pathlib import Path
 
 
+
+def server_cpu(data):
+    """The server's CPU seconds for every delivery counted: the measured phase and the drain
+    after it (where the last messages of the phase are still being delivered)."""
+    server = data.get("server") or {}
+    cpu = server.get("cpu_seconds")
+    return None if cpu is None else cpu + (server.get("drain_cpu_seconds") or 0.0)
+
 def percentiles(txt_path, hist):
     """p50/p99/p99.9/max of one histogram row of the load generator's text table."""
     for line in Path(txt_path).read_text().splitlines():
@@ -33,7 +41,7 @@ def echo_table(out):
         p = percentiles(path.with_suffix(".txt"), "rtt") or {}
         run = data.get("run_seconds") or 0
         received = data["totals"]["counters"]["messages_received"]
-        cpu = (data.get("server") or {}).get("cpu_seconds")
+        cpu = server_cpu(data)
         cpu_per_m = f"{cpu / received * 1e6:.2f}" if cpu and received else "-"
         lg = data.get("loadgen_run_cpu_seconds") or 0
         rows.append((int(clients), server, p.get("p50", "-"), p.get("p99", "-"), p.get("p99.9", "-"),
@@ -101,7 +109,7 @@ def run_figures(path):
     return {"data": data, "txt": txt, "p": percentiles(txt, "latency") or {}, "got": got,
             "expected": expected, "run": data.get("run_seconds") or 0,
             "received": data["totals"]["counters"]["messages_received"],
-            "cpu": (data.get("server") or {}).get("cpu_seconds"),
+            "cpu": server_cpu(data),
             "lg": data.get("loadgen_run_cpu_seconds") or 0}
 
 

@@ -1,9 +1,9 @@
 """Figures from tickcast-loadgen's --json results and --percentiles files (stdlib only), shared by
 scripts/lib/capacity.py and scripts/lib/sweep.py.
 
-Rates and CPU shares are per second of the *configured* measured phase (plan.stop.duration):
-the load generator's own run_seconds also counts the 1 s it keeps reading after the last send,
-which would understate an open-loop rate, and a busy core, by duration / (duration + 1).
+Rates and CPU shares are per second of the *configured* measured phase (plan.stop.duration).
+The server's CPU per delivery counts the drain after the phase too (drain_cpu_seconds): the
+deliveries counted include the ones made then.
 
     lgresult.py other-work OUT NAME     prints the share of the server's core other processes
                                         took during run NAME (0..1), for the scripts' reruns
@@ -46,9 +46,9 @@ def figures(result, txt=None):
         "gap_announced": c.get("gap_announced", 0),
         "disconnected": c.get("disconnected", 0),
         "server_cpu_s": cpu,
-        "cpu_per_delivery_s": cpu / delivered if cpu is not None and delivered else None,
-        # Over the configured duration: the load generator's run also counts its 1 s tail, where
-        # little happens, which would dilute a busy core to duration / (duration + 1).
+        "cpu_per_delivery_s": ((cpu + (server.get("drain_cpu_seconds") or 0.0)) / delivered
+                               if cpu is not None and delivered else None),
+        # The measured phase's CPU over its configured length.
         "server_util": cpu / dur if cpu is not None and dur else None,
         # A connect storm has no measured phase: its whole wall time counts.
         "loadgen_util": ((result.get("loadgen_run_cpu_seconds") or 0.0) / dur if run > 0.05 and dur else

@@ -179,7 +179,9 @@ def run_figures(raw, name):
     sus = re.search(r"sustained \(window \d+\): ([\d.]+) deliveries/s", txt)
     h = hist_row(txt)
     server = data.get("server") or {}
+    # Per delivery: the measured phase and the drain after it (deliveries made then count too).
     cpu = server.get("cpu_seconds")
+    cpu = None if cpu is None else cpu + (server.get("drain_cpu_seconds") or 0.0)
     clients = data["plan"]["clients"]["count"]
     schedule = data["plan"]["workload"].get("schedule") or {}
     duration = data["plan"]["stop"]["duration"]
