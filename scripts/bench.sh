@@ -101,7 +101,9 @@ transport_run() { # transport-label clients rate
   echo "    $label: $n clients, $rate msg/s"
   local extra=()
   [ "$n" -gt 5000 ] && extra+=(--source-ips 127.0.0.1-127.0.0.40)
-  loadgen rate --url "http://127.0.0.1:$PORT" --clients "$n" --rate "$rate" --size 128 \
+  # `--arrival user`: every transport's arrival is when the load generator read the message
+  # (only the WebSocket ring has the kernel's timestamps), so the transports compare alike.
+  loadgen rate --url "http://127.0.0.1:$PORT" --clients "$n" --rate "$rate" --size 128 --arrival user \
     --duration "${secs}s" --transport "$transport" --poll-interval "$interval" --connect-rate 20000 \
     "${extra[@]}" --server-pid "$SERVER_PID" --json "$out/$name.json" \
     --percentiles "$out/$name.percentiles" >"$out/$name.txt" 2>&1 || echo "      (run failed: see $out/$name.txt)"

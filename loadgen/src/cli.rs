@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::plan::{
-    Clients, Plan, PollPlan, Protocol, Publisher, Scenario, Schedule, Stop, Target, Transport, Workload,
-    WsReceiver, parse_source_ips,
+    Arrival, Clients, Plan, PollPlan, Protocol, Publisher, Scenario, Schedule, Stop, Target, Transport,
+    Workload, WsReceiver, parse_source_ips,
 };
 use crate::time::parse_duration;
 
@@ -194,6 +194,11 @@ pub struct RateMsg {
     /// until everything published has arrived, at most 5 s.
     #[arg(long, value_parser = parse_drain)]
     pub drain: Option<Duration>,
+    /// `--ws-receiver ring`: a message's arrival time: `kernel` (when the kernel received the
+    /// segment that completed it; the load generator's own reading delay is the `read_delay`
+    /// histogram) or `user` (when this process read it, its own queueing included).
+    #[arg(long, value_enum, default_value = "kernel")]
+    pub arrival: Arrival,
     /// `--transport ws`: what subscribers speak inside the WebSocket: plain `ws` (tickcast and
     /// most peers, path /ws), `socketio` (Socket.IO 4, path /socket.io/?EIO=4&transport=websocket)
     /// or `actioncable` (actioncable-v1-json, path /cable, channel BroadcastChannel).
@@ -231,6 +236,7 @@ impl RateMsg {
             poll: PollPlan { interval: self.poll_interval, longpoll_timeout: self.longpoll_timeout },
             staleness: self.staleness,
             ws_receiver: self.ws_receiver,
+            arrival: self.arrival,
             protocol: self.protocol,
         })
     }
@@ -367,6 +373,7 @@ fn idle_workload(protocol: Protocol) -> Workload {
         poll: PollPlan::default(),
         staleness: false,
         ws_receiver: WsReceiver::default(),
+        arrival: Arrival::default(),
         protocol,
     }
 }

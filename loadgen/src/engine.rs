@@ -281,6 +281,9 @@ pub struct ThreadStats {
     /// `latency`, recorded once per delivered message, kept out of `hists` (no map lookup per
     /// message) until `fold`.
     latency: Hist,
+    /// `read_delay`: how long received data waited in the kernel before this load generator
+    /// read it (receives stamped by the kernel only), folded like `latency`.
+    pub read_delay: Hist,
 }
 
 impl ThreadStats {
@@ -304,6 +307,10 @@ impl ThreadStats {
         if !self.latency.is_empty() {
             let latency = std::mem::take(&mut self.latency);
             self.hists.entry("latency".to_string()).or_default().merge(&latency);
+        }
+        if !self.read_delay.is_empty() {
+            let read_delay = std::mem::take(&mut self.read_delay);
+            self.hists.entry("read_delay".to_string()).or_default().merge(&read_delay);
         }
     }
 }
@@ -462,7 +469,7 @@ async fn thread_main(ctx: Rc<Ctx>, first: u64, count: u64, shared: Arc<Shared>) 
         && w.transport == crate::plan::Transport::Ws
         && w.ws_receiver == crate::plan::WsReceiver::Ring
     {
-        match crate::transports::wsring::RingReceiver::new() {
+        match crate::transports::wsring::RingReceiver::new(w.arrival == crate::plan::Arrival::Kernel) {
             Ok(ring) => {
                 *ctx.ring.borrow_mut() = Some(ring);
                 tasks.push(tokio_uring::spawn(crate::transports::wsring::drive(

@@ -166,6 +166,9 @@ pub struct Workload {
     /// Rate with `ws`: how subscribers read (the raw io_uring ring, or tokio-uring reads).
     #[serde(default)]
     pub ws_receiver: WsReceiver,
+    /// Rate with the `ws` ring: where a message's arrival time comes from.
+    #[serde(default)]
+    pub arrival: Arrival,
     /// WebSocket subscribers (rate with `ws`, idle, connect): the protocol spoken over the
     /// WebSocket (`transports/protocol.rs`).
     #[serde(default)]
@@ -187,6 +190,20 @@ pub enum Protocol {
     /// Action Cable (`actioncable-v1-json`), subscribed to one channel.
     #[value(name = "actioncable")]
     ActionCable,
+}
+
+/// Where the ring receiver's arrival times come from (`--arrival`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrival {
+    /// The kernel's receive timestamp of the segment that completed the message
+    /// (`SO_TIMESTAMPNS`): when the data reached this machine, whatever this process was busy
+    /// with. The load generator's own reading delay is reported apart (`read_delay`).
+    #[default]
+    Kernel,
+    /// The time this process read the data (one clock read per batch of receives): includes
+    /// the load generator's own queueing, as the tokio-uring transports measure.
+    User,
 }
 
 /// How WebSocket subscribers of `rate` read (`--ws-receiver`).
@@ -439,6 +456,7 @@ mod tests {
                 poll: PollPlan::default(),
                 staleness: false,
                 ws_receiver: WsReceiver::Tokio,
+                arrival: Arrival::default(),
                 protocol: Protocol::SocketIo,
             },
             stop: Stop { duration: Duration::from_secs(1), count: Some(5), drain: None },

@@ -1,6 +1,6 @@
 //! The fast receive path of WebSocket subscribers (`rate --transport ws`, `--ws-receiver ring`,
-//! the default): one raw io_uring per load thread, one multishot `recv` per connection into a
-//! provided buffer ring, frames decoded in place in the kernel-filled buffers.
+//! the default): one raw io_uring per load thread, one multishot `recvmsg` (or `recv`) per
+//! connection into a provided buffer ring, frames decoded in place in the kernel-filled buffers.
 //!
 //! A connection is opened (TCP connect + upgrade) by [`WsClient`] on the thread's tokio-uring
 //! runtime as before, then *adopted* here: its socket is duplicated, the bytes already read past
@@ -8,11 +8,20 @@
 //! carries one kernel buffer of bytes; complete frames are parsed where they lie (no copy), a
 //! frame cut by the end of a buffer is carried over in a small per-connection buffer (only its
 //! missing bytes are copied), and each message goes to the same `Deliveries` accounting as the
-//! tokio path. Arrival time is read once per batch of completions.
+//! tokio path.
 //!
-//! The ring is driven by a task of the thread's runtime ([`drive`]) that waits for the ring's file
-//! descriptor to become readable (completions posted), so connection setup, the ticker and this
-//! loop share one thread. Pings (and the `--protocol`'s keepalives, e.g. Socket.IO's `2`) are
+//! Arrival times (`--arrival kernel`, the default) are the kernel's: every socket has
+//! `SO_TIMESTAMPNS`, each receive is a `recvmsg` whose control data carries the time the last
+//! segment it read reached this machine. This process's own backlog (on loopback one core reads
+//! for thousands of clients that would each have their own machine) then stays out of the
+//! latencies; it is measured apart as `read_delay`. With `--arrival user` the clock is read once
+//! per batch of completions, the backlog included.
+//!
+//! The ring uses deferred task work (`DEFER_TASKRUN`): the receives run inside this thread's
+//! `io_uring_enter`, and in a stream of arrivals it waits for a batch of completions (at most
+//! `BATCH_WAIT`) rather than waking once per segment. While clients connect, the ring is driven
+//! by a task of the thread's runtime ([`drive`]), so connection setup, the ticker and this loop
+//! share one thread. Pings (and the `--protocol`'s keepalives, e.g. Socket.IO's `2`) are
 //! answered and closes acknowledged with plain `send`s on the socket (rare). Every data frame
 //! goes through the connection's protocol `Session` (`protocol.rs`): for plain WebSocket that
 //! hands it to `Deliveries` as it is.
@@ -23,7 +32,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use io_uring::types::BufRingEntry;
-use io_uring::{IoUring, cqueue, opcode};
+use io_uring::{IoUring, cqueue, opcode, types};
 use tickcast_protocol::frame::{
     HeaderStatus, MAX_HEADER_LEN, OpCode, Role, decode_header, write_client_frame,
 };
@@ -278,6 +287,11 @@ impl From<Option<&'static [u8]>> for Action {
 /// A load thread's receive ring and the connections it reads.
 pub struct RingReceiver {
     ring: IoUring,
+    /// Task work is deferred to this thread's `io_uring_enter` with `GETEVENTS`.
+    deferred: bool,
+    /// Arrival times come from the kernel (`SO_TIMESTAMPNS`, multishot `recvmsg`): the template
+    /// header of those receives. `None`: multishot `recv`, arrival read when reaped.
+    msghdr: Option<Box<MsgHdr>>,
     bufs: BufRing,
     conns: Vec<Option<Conn>>,
     /// Connections whose multishot recv must be (re)armed at the next submit.
@@ -292,14 +306,28 @@ pub struct RingReceiver {
 }
 
 impl RingReceiver {
-    pub fn new() -> io::Result<RingReceiver> {
-        // Cooperative task work: the receives run at this thread's next kernel entry, without
-        // an interrupt while it runs. (Deferred task work batched more segments per receive but
-        // delayed ACKs enough to throttle a one-frame-per-segment sender: not used.)
-        let ring = IoUring::builder().setup_cqsize(16 * 1024).setup_coop_taskrun().build(1024)?;
+    /// `kernel_arrival`: stamp each receive with the time the kernel received its data.
+    pub fn new(kernel_arrival: bool) -> io::Result<RingReceiver> {
+        // Deferred task work: the receives run only inside this thread's `io_uring_enter`, and
+        // queueing one costs the sender no wakeup while this thread is busy. On loopback the
+        // sender's core pays for waking the receiver, so a cheaper wakeup is less of the
+        // load generator's cost charged to the server it measures. Cooperative task work where
+        // the kernel lacks it (before 6.1).
+        let deferred = IoUring::builder()
+            .setup_cqsize(16 * 1024)
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
+            .build(1024);
+        let (ring, deferred) = match deferred {
+            Ok(ring) => (ring, true),
+            Err(_) => (IoUring::builder().setup_cqsize(16 * 1024).setup_coop_taskrun().build(1024)?, false),
+        };
         let bufs = BufRing::new(&ring)?;
         Ok(RingReceiver {
             ring,
+            deferred,
+            msghdr: kernel_arrival.then(|| Box::new(MsgHdr::for_timestamps())),
             bufs,
             conns: Vec::new(),
             rearm: Vec::new(),
@@ -327,6 +355,9 @@ impl RingReceiver {
             Ok(fd) => fd,
             Err(_) => return Some((client, deliveries, session)),
         };
+        if self.msghdr.is_some() && enable_rx_timestamps(&fd).is_err() {
+            return Some((client, deliveries, session));
+        }
         stats.counters.bytes_received += client.take_bytes_received();
         stats.counters.pings_received += client.pings_received;
         let pending = client.take_pending();
@@ -365,9 +396,14 @@ impl RingReceiver {
                 continue;
             }
             let fd = io_uring::types::Fd(conn.socket.as_raw_fd());
-            let sqe = opcode::RecvMulti::new(fd, BUFFER_GROUP).build().user_data(index as u64);
+            let sqe = match &self.msghdr {
+                Some(msghdr) => opcode::RecvMsgMulti::new(fd, &msghdr.0, BUFFER_GROUP).build(),
+                None => opcode::RecvMulti::new(fd, BUFFER_GROUP).build(),
+            };
+            let sqe = sqe.user_data(index as u64);
             // SAFETY: the SQE names a socket owned by `conn` (kept open until its last completion
-            // is reaped) and a buffer group whose memory outlives the ring's use of it.
+            // is reaped), a buffer group whose memory outlives the ring's use of it, and (recvmsg)
+            // a header boxed in `self`, which lives as long as the ring.
             while unsafe { self.ring.submission().push(&sqe) }.is_err() {
                 let _ = self.ring.submit();
             }
@@ -380,6 +416,10 @@ impl RingReceiver {
     /// Handles every completion posted; returns how many.
     fn reap(&mut self, stats: &mut ThreadStats) -> usize {
         let mut handled = 0;
+        if self.deferred && self.ring.submission().taskrun() {
+            // Run the receives waiting as deferred task work (an enter with GETEVENTS).
+            let _ = self.ring.submit();
+        }
         let now = now_ns();
         loop {
             self.cqes.clear();
@@ -414,22 +454,43 @@ impl RingReceiver {
             self.armed -= 1;
         }
         let mut failed = false;
-        if result > 0 {
-            stats.counters.bytes_received += result as u64;
-            if let Some(bid) = bid {
-                let data = self.bufs.buffer(bid, result as usize);
-                if !conn.done && conn.on_data(data, stats, now).is_err() {
-                    failed = true;
-                }
-                self.bufs.recycle(bid);
+        // Payload bytes received (a recvmsg's result also counts its header).
+        let mut payload_len = 0;
+        if result > 0
+            && let Some(bid) = bid
+        {
+            let raw = self.bufs.buffer(bid, result as usize);
+            let (data, arrival) = match &self.msghdr {
+                Some(msghdr) => match types::RecvMsgOut::parse(raw, &msghdr.0) {
+                    Ok(out) => {
+                        // The payload follows the fixed header, the (empty) name and the control
+                        // space; `out` lends it only for its own life.
+                        let start = RECVMSG_OUT_LEN + TIMESTAMP_CMSG_SPACE;
+                        let end = (start + out.payload_data().len()).min(raw.len());
+                        (raw.get(start..end).unwrap_or_default(), kernel_arrival_ns(out.control_data()))
+                    }
+                    Err(()) => (&[][..], None),
+                },
+                None => (raw, None),
+            };
+            payload_len = data.len();
+            stats.counters.bytes_received += data.len() as u64;
+            if let Some(arrival) = arrival {
+                stats.read_delay.record_ns(now.saturating_sub(arrival));
             }
+            if !conn.done && conn.on_data(data, stats, arrival.unwrap_or(now)).is_err() {
+                failed = true;
+            }
+            self.bufs.recycle(bid);
         }
         if failed {
             conn.done = true;
             let _ = conn.socket.shutdown(std::net::Shutdown::Both);
         }
         if !more {
-            if (result > 0 || result == -libc::ENOBUFS) && !conn.done && !self.closed {
+            // A recvmsg reports the end of the stream as a header with no payload.
+            let data_came = result > 0 && payload_len > 0;
+            if (data_came || result == -libc::ENOBUFS) && !conn.done && !self.closed {
                 // The multishot ended without an end of stream: the buffer ring ran dry, or the
                 // kernel stopped it (e.g. a completion queue overflow). Read on.
                 self.rearm.push(index);
@@ -457,11 +518,19 @@ impl RingReceiver {
 
     /// Waits at most `timeout` for a completion. The receives themselves run in here (the
     /// kernel runs their task work while this thread waits), so one system call per wakeup.
-    fn wait(&mut self, timeout: Duration) {
+    /// `streaming`: completions came in just before; with deferred task work and the kernel's
+    /// arrival times, wait (briefly) for a batch of them instead of waking for each. (With the
+    /// load generator's own arrival times, the wait would add to every latency: not done.)
+    fn wait(&mut self, timeout: Duration, streaming: bool) {
+        let (want, timeout) = if self.deferred && self.msghdr.is_some() && streaming {
+            (BATCH_WANT, timeout.min(BATCH_WAIT))
+        } else {
+            (1, timeout)
+        };
         let ts = io_uring::types::Timespec::from(timeout);
         let args = io_uring::types::SubmitArgs::new().timespec(&ts);
         // ETIME (the timeout passed) and EINTR are normal ends of the wait.
-        let _ = self.ring.submitter().submit_with_args(1, &args);
+        let _ = self.ring.submitter().submit_with_args(want, &args);
     }
 
     /// The run is over: close every connection (a close frame, then shutdown, which ends its
@@ -520,6 +589,7 @@ pub async fn drive(ctx: std::rc::Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
         return close_early(&ctx);
     };
     let mut ready = Some(ready);
+    let deferred = ctx.ring.borrow().as_ref().is_some_and(|r| r.deferred);
     loop {
         // Copied out: the watch's read guard must not live across the `.await`s below (the
         // ticker's send would wait for it forever, on this very thread).
@@ -538,18 +608,20 @@ pub async fn drive(ctx: std::rc::Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
             Phase::Connecting => {}
         }
         let Some(ready) = &ready else { break };
-        let mut guard = tokio::select! {
+        tokio::select! {
             biased;
             changed = phase.changed() => match changed {
                 Ok(()) => continue,
                 Err(_) => break,
             },
             guard = ready.readable() => match guard {
-                Ok(guard) => guard,
+                Ok(mut guard) => guard.clear_ready(),
                 Err(_) => break,
             },
-        };
-        guard.clear_ready();
+            // Deferred task work does not make the ring readable before it has run: while
+            // clients connect, the receives run on a 1 ms tick.
+            () = tokio::time::sleep(DEFERRED_TICK), if deferred => {}
+        }
         let mut ring = ctx.ring.borrow_mut();
         let ring = ring.as_mut().expect("ring present");
         ring.reap(&mut ctx.stats.borrow_mut());
@@ -560,6 +632,16 @@ pub async fn drive(ctx: std::rc::Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
         ring.stop(&mut ctx.stats.borrow_mut());
     }
 }
+
+/// How often a deferred-task-work ring is reaped while clients connect.
+const DEFERRED_TICK: Duration = Duration::from_millis(1);
+
+/// A ring stamped by the kernel, in a stream of arrivals, waits for this many completions...
+const BATCH_WANT: usize = 32;
+/// ...or this long, whichever comes first: one wakeup per batch rather than per segment, and
+/// receives (and their ACKs) held back by at most this. Arrival times are the kernel's, so the
+/// wait does not show in the latencies.
+const BATCH_WAIT: Duration = Duration::from_micros(250);
 
 /// How long the ring waits on its own before the thread's other tasks get a turn.
 const SLICE: Duration = Duration::from_millis(2);
@@ -573,6 +655,8 @@ fn drive_slice(ctx: &Ctx) {
     let mut ring = ctx.ring.borrow_mut();
     let ring = ring.as_mut().expect("ring present");
     let mut stats = ctx.stats.borrow_mut();
+    // Completions of the last reap that found any, until a wait comes back empty.
+    let mut last = 0;
     loop {
         let handled = ring.reap(&mut stats);
         let now = Instant::now();
@@ -580,7 +664,10 @@ fn drive_slice(ctx: &Ctx) {
             return;
         }
         if handled == 0 {
-            ring.wait(end - now);
+            ring.wait(end - now, last > 0);
+            last = 0;
+        } else {
+            last = handled;
         }
     }
 }
@@ -592,6 +679,70 @@ fn close_early(ctx: &Ctx) {
     if let Some(ring) = ctx.ring.borrow_mut().as_mut() {
         ring.stop(&mut ctx.stats.borrow_mut());
     }
+}
+
+/// The header template of the multishot `recvmsg`s: no address, room for one timestamp.
+struct MsgHdr(libc::msghdr);
+
+// SAFETY: the header's pointers are all null (the kernel reads only its lengths for a multishot
+// recvmsg and writes into provided buffers), so moving it between threads shares nothing.
+unsafe impl Send for MsgHdr {}
+
+/// `struct io_uring_recvmsg_out`: four u32 (name, control and payload lengths, flags).
+const RECVMSG_OUT_LEN: usize = 16;
+
+/// `CMSG_SPACE(sizeof(struct timespec))` on 64-bit Linux: a 16-byte header and 16 bytes of data.
+const TIMESTAMP_CMSG_SPACE: usize = 32;
+
+impl MsgHdr {
+    fn for_timestamps() -> MsgHdr {
+        // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
+        let mut msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        msghdr.msg_controllen = TIMESTAMP_CMSG_SPACE as _;
+        MsgHdr(msghdr)
+    }
+}
+
+/// Asks the kernel to stamp received data with its arrival time (`SO_TIMESTAMPNS`, wall clock
+/// like the messages' stamps).
+fn enable_rx_timestamps(fd: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `fd` is an open socket; the option value is a c_int of the size given, which the
+    // kernel copies before returning.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// The arrival time (ns since the epoch) in a receive's control data: its `SCM_TIMESTAMPNS`
+/// message (for TCP, the arrival of the last segment the receive read).
+fn kernel_arrival_ns(mut control: &[u8]) -> Option<u64> {
+    const HEADER: usize = 16; // cmsg_len (usize), cmsg_level (i32), cmsg_type (i32)
+    while control.len() >= HEADER {
+        let len = usize::from_ne_bytes(control[..8].try_into().ok()?);
+        let level = i32::from_ne_bytes(control[8..12].try_into().ok()?);
+        let kind = i32::from_ne_bytes(control[12..16].try_into().ok()?);
+        if len < HEADER || len > control.len() {
+            return None;
+        }
+        if level == libc::SOL_SOCKET && kind == libc::SCM_TIMESTAMPNS && len >= HEADER + 16 {
+            let sec = i64::from_ne_bytes(control[16..24].try_into().ok()?);
+            let nsec = i64::from_ne_bytes(control[24..32].try_into().ok()?);
+            return u64::try_from(sec)
+                .ok()?
+                .checked_mul(1_000_000_000)?
+                .checked_add(u64::try_from(nsec).ok()?);
+        }
+        control = control.get(len.next_multiple_of(8)..)?;
+    }
+    None
 }
 
 /// A duplicate of `fd` (the caller keeps the original).
@@ -715,7 +866,7 @@ mod tests {
     #[test]
     fn a_close_answered_while_stopping_is_not_a_cut_off() {
         use std::io::{Read, Write};
-        let mut ring = RingReceiver::new().expect("io_uring");
+        let mut ring = RingReceiver::new(true).expect("io_uring");
         let (conn, mut peer) = conn();
         ring.conns.push(Some(conn));
         ring.rearm.push(0);
@@ -749,7 +900,94 @@ mod tests {
     /// The ring builds and registers its buffers on this kernel, and drops cleanly.
     #[test]
     fn ring_sets_up_and_drops() {
-        let ring = RingReceiver::new().expect("io_uring with a provided buffer ring");
+        let ring = RingReceiver::new(true).expect("io_uring with a provided buffer ring");
         drop(ring);
+    }
+
+    /// Reaps (waiting a little each time) until `done` or a bounded number of turns.
+    fn reap_until(ring: &mut RingReceiver, stats: &mut ThreadStats, done: impl Fn(&ThreadStats) -> bool) {
+        for _ in 0..200 {
+            ring.reap(stats);
+            if done(stats) {
+                return;
+            }
+            ring.wait(Duration::from_millis(10), false);
+        }
+    }
+
+    /// With kernel arrival times, a message read late still gets the time it arrived: the
+    /// delay shows in `read_delay`, not in its latency. The end of the stream (an empty
+    /// `recvmsg`) cuts the connection off rather than re-arming it.
+    #[test]
+    fn kernel_arrival_keeps_the_readers_delay_out_of_latency() {
+        use std::io::Write;
+        for kernel in [true, false] {
+            let mut ring = RingReceiver::new(kernel).expect("io_uring");
+            let (conn, mut peer) = conn();
+            if kernel {
+                enable_rx_timestamps(&conn.socket).unwrap();
+            }
+            ring.conns.push(Some(conn));
+            ring.rearm.push(0);
+            ring.submit();
+            let mut payload = Vec::new();
+            stamp::write(&mut payload, Stamp { seq: 1, t_ns: now_ns(), src: 0 }, 128);
+            let mut frame = bytes::BytesMut::new();
+            write_server_frame(&mut frame, OpCode::Text, &payload);
+            peer.write_all(&frame).unwrap();
+            // The reader is 50 ms late.
+            std::thread::sleep(Duration::from_millis(50));
+            let mut stats = ThreadStats::default();
+            reap_until(&mut ring, &mut stats, |s| s.counters.messages_received == 1);
+            assert_eq!(stats.counters.messages_received, 1, "kernel {kernel}");
+            assert_eq!(stats.counters.bytes_received, frame.len() as u64, "payload bytes only");
+            stats.fold();
+            let latency = stats.hists["latency"].at(1.0);
+            if kernel {
+                assert!(latency < 25_000_000, "latency {latency} ns includes the reader's delay");
+                assert!(stats.hists["read_delay"].at(1.0) >= 45_000_000);
+            } else {
+                assert!(latency >= 45_000_000, "latency {latency} ns");
+                assert!(!stats.hists.contains_key("read_delay"));
+            }
+            drop(peer);
+            reap_until(&mut ring, &mut stats, |s| s.counters.disconnected == 1);
+            assert_eq!(stats.counters.disconnected, 1, "kernel {kernel}: end of stream is a cut-off");
+            assert!(ring.conns[0].is_none());
+        }
+    }
+
+    #[test]
+    fn arrival_is_found_in_control_data() {
+        let cmsg = |level: i32, kind: i32, data: &[u8]| {
+            let mut out = Vec::new();
+            out.extend_from_slice(&(16 + data.len()).to_ne_bytes());
+            out.extend_from_slice(&level.to_ne_bytes());
+            out.extend_from_slice(&kind.to_ne_bytes());
+            out.extend_from_slice(data);
+            out.resize(out.len().next_multiple_of(8), 0);
+            out
+        };
+        let mut ts = Vec::new();
+        ts.extend_from_slice(&1_700_000_000i64.to_ne_bytes());
+        ts.extend_from_slice(&123_456_789i64.to_ne_bytes());
+        let want = Some(1_700_000_000_123_456_789);
+        let stamp = cmsg(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &ts);
+        assert_eq!(kernel_arrival_ns(&stamp), want);
+        // After another control message.
+        let mut both = cmsg(libc::IPPROTO_TCP, 1, &[7; 4]);
+        both.extend_from_slice(&stamp);
+        assert_eq!(kernel_arrival_ns(&both), want);
+        // Nothing, truncated, or lengths that lie: no time, no panic, no endless loop.
+        assert_eq!(kernel_arrival_ns(&[]), None);
+        assert_eq!(kernel_arrival_ns(&stamp[..20]), None);
+        for bad_len in [0usize, 8, 15, 1000] {
+            let mut bad = stamp.clone();
+            bad[..8].copy_from_slice(&bad_len.to_ne_bytes());
+            assert_eq!(kernel_arrival_ns(&bad), None, "cmsg_len {bad_len}");
+        }
+        let mut negative = ts.clone();
+        negative[..8].copy_from_slice(&(-1i64).to_ne_bytes());
+        assert_eq!(kernel_arrival_ns(&cmsg(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &negative)), None);
     }
 }
