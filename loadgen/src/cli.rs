@@ -196,9 +196,11 @@ pub struct RateMsg {
     pub drain: Option<Duration>,
     /// `--ws-receiver ring`: a message's arrival time: `kernel` (when the kernel received the
     /// segment that completed it; the load generator's own reading delay is the `read_delay`
-    /// histogram) or `user` (when this process read it, its own queueing included).
-    #[arg(long, value_enum, default_value = "kernel")]
-    pub arrival: Arrival,
+    /// histogram) or `user` (when this process read it, its own queueing included). Default:
+    /// `kernel` for `rate`; `user` for `saturate`, whose figure is throughput and where the
+    /// kernel's stamps cost about a fifth of the receive rate.
+    #[arg(long, value_enum)]
+    pub arrival: Option<Arrival>,
     /// `--transport ws`: what subscribers speak inside the WebSocket: plain `ws` (tickcast and
     /// most peers, path /ws), `socketio` (Socket.IO 4, path /socket.io/?EIO=4&transport=websocket)
     /// or `actioncable` (actioncable-v1-json, path /cable, channel BroadcastChannel).
@@ -236,7 +238,11 @@ impl RateMsg {
             poll: PollPlan { interval: self.poll_interval, longpoll_timeout: self.longpoll_timeout },
             staleness: self.staleness,
             ws_receiver: self.ws_receiver,
-            arrival: self.arrival,
+            arrival: self.arrival.unwrap_or(if matches!(schedule, Schedule::Windowed { .. }) {
+                Arrival::User
+            } else {
+                Arrival::Kernel
+            }),
             protocol: self.protocol,
         })
     }

@@ -469,7 +469,10 @@ async fn thread_main(ctx: Rc<Ctx>, first: u64, count: u64, shared: Arc<Shared>) 
         && w.transport == crate::plan::Transport::Ws
         && w.ws_receiver == crate::plan::WsReceiver::Ring
     {
-        match crate::transports::wsring::RingReceiver::new(w.arrival == crate::plan::Arrival::Kernel) {
+        match crate::transports::wsring::RingReceiver::new(
+            w.arrival == crate::plan::Arrival::Kernel,
+            !matches!(w.schedule, crate::plan::Schedule::Windowed { .. }),
+        ) {
             Ok(ring) => {
                 *ctx.ring.borrow_mut() = Some(ring);
                 tasks.push(tokio_uring::spawn(crate::transports::wsring::drive(
