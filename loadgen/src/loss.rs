@@ -103,6 +103,17 @@ impl SeqTracker {
     /// Records the arrival of `seq` (>= 1).
     pub fn record(&mut self, seq: u64) -> Arrival {
         debug_assert!(seq >= 1, "sequence numbers start at 1");
+        if seq == self.max + 1 {
+            // The common case, once per delivery: the slot of `seq - WINDOW` becomes `seq`'s.
+            let (word, bit) = Self::slot(seq);
+            if self.window[word] & bit == 0 && seq > WINDOW {
+                self.retire(seq - WINDOW, seq - WINDOW);
+            }
+            self.window[word] |= bit;
+            self.max = seq;
+            self.totals.delivered += 1;
+            return Arrival::InOrder;
+        }
         if seq > self.max {
             let skipped = seq - self.max - 1;
             self.shift(seq - self.max);
@@ -217,6 +228,8 @@ impl SeqTracker {
     }
 
     /// `from..=to` left the window without arriving: missed for good.
+    #[cold]
+    #[inline(never)]
     fn retire(&mut self, from: u64, to: u64) {
         self.retired += to - from + 1;
         let kept = self.missed.len();
