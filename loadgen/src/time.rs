@@ -57,9 +57,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("invalid duration {text:?}"));
     }
+    // A bound keeps `Instant + duration` (deadlines, schedules) far from overflowing, and
     // `from_secs_f64` would panic on a number too large for a `Duration`.
+    if seconds > DURATION_MAX.as_secs_f64() {
+        return Err(format!("duration {text:?} is too long (at most 366 days)"));
+    }
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("duration {text:?} is too long"))
 }
+
+/// The longest duration any flag takes.
+const DURATION_MAX: Duration = Duration::from_secs(366 * 24 * 3600);
 
 #[cfg(test)]
 mod tests {
@@ -74,6 +81,10 @@ mod tests {
         assert!(parse_duration("x").is_err());
         assert!(parse_duration("3 parsecs").is_err());
         assert!(parse_duration("99999999999999999999999h").is_err());
+        // Long enough to overflow an `Instant` deadline: refused, not a panic later.
+        assert!(parse_duration("9000000000h").is_err());
+        assert_eq!(parse_duration("8784h").unwrap(), DURATION_MAX);
+        assert!(parse_duration("8785h").is_err());
     }
 
     #[test]
