@@ -306,21 +306,7 @@ fn assert_complete(r: &RunResult) {
 #[test]
 fn sse_reconnects_with_last_event_id_and_counts_gap_notices() {
     let server = start(Misbehave { sse_close_after: Some(40), gap_seq: Some(10), ..Misbehave::default() });
-    let r = run(
-        &server,
-        &[
-            "--transport",
-            "sse",
-            "--clients",
-            "4",
-            "--rate",
-            "200",
-            "--channels",
-            "a,b",
-            "--channels-per-client",
-            "2",
-        ],
-    );
+    let r = run(&server, &SSE_TWO_CHANNELS);
     assert_complete(&r);
     let c = r.totals.counters;
     assert_eq!(r.totals.streams, 8);
