@@ -108,6 +108,10 @@ pub struct Counters {
     pub messages_received: u64,
     /// Received messages that carried no load-generator stamp (e.g. server feeds, notices).
     pub messages_unstamped: u64,
+    /// Receives of the WebSocket ring with `--arrival kernel` that carried no kernel timestamp
+    /// (the kernel switches stamping on a moment after the first socket asks): their messages
+    /// are dated by the load generator's clock.
+    pub receives_unstamped: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub pings_received: u64,
@@ -151,6 +155,7 @@ impl Counters {
         self.messages_sent += o.messages_sent;
         self.messages_received += o.messages_received;
         self.messages_unstamped += o.messages_unstamped;
+        self.receives_unstamped += o.receives_unstamped;
         self.bytes_sent += o.bytes_sent;
         self.bytes_received += o.bytes_received;
         self.pings_received += o.pings_received;

@@ -86,6 +86,13 @@ pub fn warnings(r: &RunResult) -> Vec<String> {
     if r.plan.scenario == Scenario::Rate && silent > 0 && !r.plan.workload.staleness {
         out.push(format!("{silent} message(s) were lost SILENTLY (no gap notice announced them)"));
     }
+    if c.receives_unstamped * 100 > c.messages_received {
+        out.push(format!(
+            "{} receive(s) had no kernel timestamp (more than 1 % of the messages): their messages \
+             are dated by the load generator's clock, its own queueing included",
+            c.receives_unstamped
+        ));
+    }
     if c.sends_late > 0 && c.messages_sent > 0 {
         let late = c.sends_late as f64 / c.messages_sent as f64;
         if late > 0.01 {
