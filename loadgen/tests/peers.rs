@@ -137,29 +137,20 @@ fn assert_every_message_delivered(r: &RunResult, clients: u64, peer: &PeerProces
     );
 }
 
+/// A `rate` run of Socket.IO subscribers reading with `receiver`; `flags` are the rest, spaced.
+fn socketio_rate(url: &str, receiver: &str, flags: &str) -> RunResult {
+    let mut args = vec!["rate", "--url", url, "--protocol", "socketio", "--ws-receiver", receiver];
+    args.extend(flags.split_whitespace());
+    run(&args)
+}
+
 #[test]
 fn socketio_subscribers_get_every_message_on_both_receive_paths() {
     let _serial = one_at_a_time();
     let Some(peer) = PeerProcess::start("socketio", &[]) else { return };
     let url = peer.url();
     for receiver in ["ring", "tokio"] {
-        let r = run(&[
-            "rate",
-            "--url",
-            &url,
-            "--protocol",
-            "socketio",
-            "--ws-receiver",
-            receiver,
-            "--clients",
-            "20",
-            "--rate",
-            "200",
-            "--duration",
-            "1s",
-            "--connect-rate",
-            "1000",
-        ]);
+        let r = socketio_rate(&url, receiver, "--clients 20 --rate 200 --duration 1s --connect-rate 1000");
         assert_every_message_delivered(&r, 20, &peer);
         // Socket.IO keeps the order.
         assert_eq!(r.loss.reordered, 0, "{receiver}");
@@ -182,21 +173,7 @@ fn socketio_pings_are_answered() {
     assert!(c.control_messages >= 10 * (2 + 5), "{c:?}");
     assert_eq!(c.malformed, 0);
     for receiver in ["ring", "tokio"] {
-        let r = run(&[
-            "rate",
-            "--url",
-            &url,
-            "--protocol",
-            "socketio",
-            "--ws-receiver",
-            receiver,
-            "--clients",
-            "10",
-            "--rate",
-            "100",
-            "--duration",
-            "2s",
-        ]);
+        let r = socketio_rate(&url, receiver, "--clients 10 --rate 100 --duration 2s");
         assert_every_message_delivered(&r, 10, &peer);
         assert!(r.totals.counters.control_messages >= 10 * (2 + 5), "{receiver}: {:?}", r.totals.counters);
     }
