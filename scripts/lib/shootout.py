@@ -92,6 +92,13 @@ def fmt_num(v, spec=",.0f", unit=""):
     return "-" if v is None else f"{v:{spec}}{unit}"
 
 
+def delivery_totals(runs):
+    """Deliveries and expected deliveries summed over rounds, and the loss in percent."""
+    delivered = sum(r["delivered"] for r in runs)
+    expected = sum(r["expected"] for r in runs)
+    return delivered, expected, (expected - delivered) / expected * 100 if expected else 0
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -408,9 +415,7 @@ def report(raw, md_path, json_path, peers, svg, tool):
         if not runs:
             w(f"| {p} | {e['version']} | no run (did not start?) | | | | | | |")
             continue
-        delivered = sum(r["delivered"] for r in runs)
-        expected = sum(r["expected"] for r in runs)
-        loss = (expected - delivered) / expected * 100 if expected else 0
+        delivered, expected, loss = delivery_totals(runs)
         cpu = per_round(p, "rate-1k", "cpu_per_m", lambda v: fmt_num(v, ".2f"))
         redis = med(p, "rate-1k", "redis_cpu_per_m")
         if redis is not None:
@@ -440,9 +445,7 @@ def report(raw, md_path, json_path, peers, svg, tool):
             runs = result["peers"][p].get("rate-10k", {}).get("rounds", [])
             if not runs:
                 continue
-            delivered = sum(r["delivered"] for r in runs)
-            expected = sum(r["expected"] for r in runs)
-            loss = (expected - delivered) / expected * 100 if expected else 0
+            delivered, expected, loss = delivery_totals(runs)
             w(f"| {p} | {delivered:,} of {expected:,} ({loss:.2f} %) | "
               f"{per_round(p, 'rate-10k', 'p50_ms', fmt_ms)} | {per_round(p, 'rate-10k', 'p99_ms', fmt_ms)} | "
               f"{fmt_ms(med(p, 'rate-10k', 'max_ms'))} | {per_round(p, 'rate-10k', 'cpu_per_m', lambda v: fmt_num(v, '.2f'))} | "
@@ -461,9 +464,7 @@ def report(raw, md_path, json_path, peers, svg, tool):
         if not runs:
             w(f"| {p} | no run | | | | | |")
             continue
-        delivered = sum(r["delivered"] for r in runs)
-        expected = sum(r["expected"] for r in runs)
-        loss = (expected - delivered) / expected * 100 if expected else 0
+        delivered, expected, loss = delivery_totals(runs)
         w(f"| {p} | {per_round(p, 'saturate-1k', 'sustained_per_s', lambda v: fmt_num(v))} | "
           f"{fmt_ms(med(p, 'saturate-1k', 'p50_ms'))} | {fmt_ms(med(p, 'saturate-1k', 'p99_ms'))} | "
           f"{fmt_ms(med(p, 'saturate-1k', 'max_ms'))} | "
