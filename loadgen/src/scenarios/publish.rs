@@ -425,10 +425,23 @@ async fn wait_due(due_ns: u64, spin_ns: u64) {
 /// `None` when nobody subscribes (nothing to wait for).
 fn messages_delivered(ctx: &Ctx) -> Option<u64> {
     let w = &ctx.window;
-    let subs = w.subscriptions.load(Ordering::Relaxed) as u128;
-    let delivered = w.delivered.load(Ordering::Relaxed) as u128;
-    let channels = ctx.plan.workload.channels.len().max(1) as u128;
-    (subs > 0).then(|| (delivered * channels / subs).min(u64::MAX as u128) as u64)
+    let subs = w.subscriptions.load(Ordering::Relaxed);
+    (subs > 0).then(|| messages_of(w.delivered.load(Ordering::Relaxed), subs, channel_count(ctx)))
+}
+
+fn channel_count(ctx: &Ctx) -> u64 {
+    ctx.plan.workload.channels.len().max(1) as u64
+}
+
+/// Whole messages that `delivered` deliveries make, `subs` subscriptions spread evenly over
+/// `channels` channels (`subs` > 0).
+fn messages_of(delivered: u64, subs: u64, channels: u64) -> u64 {
+    (delivered as u128 * channels as u128 / subs as u128).min(u64::MAX as u128) as u64
+}
+
+/// The fewest deliveries that make `messages` whole messages: the inverse of `messages_of`.
+fn deliveries_for(messages: u64, subs: u64, channels: u64) -> u64 {
+    (messages as u128 * subs as u128).div_ceil(channels as u128).min(u64::MAX as u128) as u64
 }
 
 /// Windowed: every one of `published` messages but the `refused` ones reached its subscribers.
@@ -461,6 +474,11 @@ async fn wait_window(
             return true;
         }
         let notified = w.notify.notified();
+        // Wake when the deliveries open the window. (Subscriptions that change meanwhile, or a
+        // refusal answered meanwhile, are seen at `WINDOW_RECHECK` at the latest.)
+        let short = (k - window).saturating_sub(refused.get());
+        let subs = w.subscriptions.load(Ordering::Relaxed);
+        w.wake_at.store(deliveries_for(short, subs, channel_count(ctx)), Ordering::Relaxed);
         w.waiting.store(true, Ordering::Release);
         if may_send() {
             w.waiting.store(false, Ordering::Release);
@@ -478,6 +496,21 @@ async fn wait_window(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_window_wakes_the_publisher_at_the_first_delivery_that_opens_it() {
+        for (subs, channels) in [(1000, 1), (1000, 3), (7, 2), (1, 1), (3, 5), (999_983, 10)] {
+            for messages in [0u64, 1, 2, 9, 1_000, 123_457] {
+                let at = deliveries_for(messages, subs, channels);
+                assert!(messages_of(at, subs, channels) >= messages, "{subs} {channels} {messages}");
+                if at > 0 {
+                    assert!(messages_of(at - 1, subs, channels) < messages, "{subs} {channels} {messages}");
+                }
+            }
+        }
+        // Saturates instead of overflowing.
+        assert_eq!(deliveries_for(u64::MAX, 10, 1), u64::MAX);
+    }
 
     #[test]
     fn pipelined_answers_match_messages_in_send_order() {
