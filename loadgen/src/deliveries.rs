@@ -48,6 +48,8 @@ pub struct Deliveries {
     trackers: Vec<SeqTracker>,
     staleness: bool,
     window: Option<Arc<WindowState>>,
+    /// Where this subscriber's last stamp was (`stamp::parse_near`).
+    stamp_at: usize,
 }
 
 /// What one message turned out to be.
@@ -73,13 +75,13 @@ impl Deliveries {
         if let Some(w) = &window {
             w.subscriptions.fetch_add(channels.len() as u64, Ordering::Relaxed);
         }
-        Deliveries { channels, trackers, staleness, window }
+        Deliveries { channels, trackers, staleness, window, stamp_at: 1 }
     }
 
     /// Accounts one message that arrived at `arrival_ns` (wall clock).
     pub fn on_message(&mut self, stats: &mut ThreadStats, payload: &[u8], arrival_ns: u64) -> Kind {
         stats.counters.messages_received += 1;
-        let kind = match stamp::parse(payload) {
+        let kind = match stamp::parse_near(payload, &mut self.stamp_at) {
             Some(s) => self.on_stamp(stats, s, arrival_ns),
             None => classify_other(stats, payload),
         };

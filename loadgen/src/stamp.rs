@@ -35,13 +35,23 @@ pub fn write(out: &mut Vec<u8>, stamp: Stamp, size_bytes: usize) {
 
 /// Finds and parses the stamp in `message`, if there is one.
 pub fn parse(message: &[u8]) -> Option<Stamp> {
-    // Fast path: the load generator's own payload, unwrapped, starts with `{"lg":[`.
-    let start = if message.len() > MARKER.len() && message[1..1 + MARKER.len()] == *MARKER {
-        1 + MARKER.len()
+    parse_near(message, &mut 1)
+}
+
+/// `parse`, looking first where the previous message of the same stream had its stamp
+/// (`*hint`, updated): a server's envelope puts it at the same offset message after message,
+/// so the search (a scan from quote to quote) is the exception. At 1.5 M messages/s the scan
+/// was the load generator's costliest function of its own. A message whose marker occurs twice
+/// (not valid for a stamp, which appears once) may be read at either.
+pub fn parse_near(message: &[u8], hint: &mut usize) -> Option<Stamp> {
+    let at = if message.get(*hint..hint.saturating_add(MARKER.len())) == Some(MARKER) {
+        *hint
     } else {
-        find(message, MARKER)? + MARKER.len()
+        let at = find(message, MARKER)?;
+        *hint = at;
+        at
     };
-    let rest = &message[start..];
+    let rest = &message[at + MARKER.len()..];
     let (seq, used) = number(rest, b',')?;
     let rest = &rest[used..];
     let (t_ns, used) = number(rest, b',')?;
@@ -104,6 +114,29 @@ mod tests {
             assert_eq!(parse(&out), Some(stamp));
             let _: serde_json::Value = serde_json::from_slice(&out).unwrap();
         }
+    }
+
+    #[test]
+    fn a_hint_finds_the_same_stamp_as_a_search() {
+        let envelope =
+            |seq: u64| format!(r#"{{"channel":"a","seq":{seq},"data":{{"lg":[{seq},4,5],"pad":""}}}}"#);
+        let mut hint = 1;
+        for seq in [9, 10, 99, 100, 7] {
+            let msg = envelope(seq);
+            assert_eq!(parse_near(msg.as_bytes(), &mut hint), parse(msg.as_bytes()));
+            assert_eq!(parse_near(msg.as_bytes(), &mut hint), Some(Stamp { seq, t_ns: 4, src: 5 }));
+            assert_eq!(&msg.as_bytes()[hint..hint + MARKER.len()], MARKER);
+        }
+        // Hints past the end, or pointing into anything else, fall back to the search.
+        for mut hint in [0, 3, 40, 1_000, usize::MAX] {
+            assert_eq!(
+                parse_near(envelope(3).as_bytes(), &mut hint),
+                Some(Stamp { seq: 3, t_ns: 4, src: 5 })
+            );
+        }
+        let mut hint = 20;
+        assert_eq!(parse_near(b"hello", &mut hint), None);
+        assert_eq!(hint, 20, "a message without a stamp leaves the hint alone");
     }
 
     #[test]
