@@ -428,13 +428,16 @@ impl RingReceiver {
             // Run the receives waiting as deferred task work (an enter with GETEVENTS).
             let _ = self.ring.submit();
         }
-        let now = now_ns();
         loop {
             self.cqes.clear();
             self.cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
             if self.cqes.is_empty() {
                 break;
             }
+            // The clock of this batch, read after its completions were posted: completions posted
+            // while it is handled (a system call in it, such as waking the publisher, runs the
+            // task work of cooperative receives) belong to the next batch, read later.
+            let now = now_ns();
             handled += self.cqes.len();
             for i in 0..self.cqes.len() {
                 let (user_data, result, flags) = self.cqes[i];
