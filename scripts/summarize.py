@@ -9,6 +9,9 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+from shootout import fmt_ms, median, to_ms  # noqa: E402
+
 
 
 def server_cpu(data):
@@ -113,25 +116,72 @@ def run_figures(path):
             "lg": data.get("loadgen_run_cpu_seconds") or 0}
 
 
+# A broadcast run's file stem: SCENARIO-SERVER, or SCENARIO-SERVER-rN for round N of several.
+ROUND = re.compile(r"^(?P<server>.+?)(?:-r(?P<round>\d+))?$")
+
+
+def broadcast_title(plan):
+    """The table's title from the plan of one of its runs."""
+    clients = plan["clients"]["count"]
+    schedule = plan["workload"]["schedule"]
+    if schedule.get("kind") == "windowed":
+        return f"{clients:,} subscribers, saturated (window of {schedule.get('window')} messages)"
+    return (f"{clients:,} subscribers x {schedule.get('per_second', 0):g} msg/s "
+            f"({plan['workload']['message_bytes']} B)")
+
+
+def broadcast_run(path):
+    """One run's figures, as numbers (None where the run has none)."""
+    f = run_figures(path)
+    p, run, received, cpu = f["p"], f["run"], f["received"], f["cpu"]
+    sus = sustained(f["txt"])
+    sus = float(sus.replace(",", "")) if sus != "-" else None
+    return {"plan": f["data"]["plan"], "got": f["got"], "expected": f["expected"],
+            "p50": to_ms(p.get("p50")), "p99": to_ms(p.get("p99")), "p99.9": to_ms(p.get("p99.9")),
+            "rate": received / run if run else None, "sustained": sus,
+            "throughput": sus if sus is not None else (received / run if run else None),
+            "cpu_per_m": cpu / received * 1e6 if cpu and received else None,
+            "lg": f["lg"] / run * 100 if run else None}
+
+
+def fmt_latency(ms):
+    """Milliseconds as the tables print them; under a millisecond in microseconds."""
+    if ms is not None and ms < 1:
+        return f"{ms * 1e3:.1f} µs" if ms < 0.01 else f"{ms * 1e3:.0f} µs"
+    return fmt_ms(ms)
+
+
+def spread(runs, key, show, with_range=False):
+    """The median of `key` over the runs, and (`with_range`) its range when there are several."""
+    values = [r[key] for r in runs if r[key] is not None]
+    if not values:
+        return "-"
+    text = show(median(values))
+    if not with_range or len(values) < 2:
+        return text
+    return f"{text} ({show(min(values))} to {show(max(values))})"
+
+
 def broadcast_table(out, scenario, title):
-    rows = []
+    """One row per server: the median over its rounds (and the range, when there are several),
+    deliveries summed over them."""
+    runs = {}
     for path in sorted(out.glob(f"{scenario}-*.json")):
-        server = path.stem[len(scenario) + 1:]
-        f = run_figures(path)
-        p, got, expected, run, received, cpu, txt = (f["p"], f["got"], f["expected"], f["run"],
-                                                     f["received"], f["cpu"], f["txt"])
-        ratio = f"{got / expected * 100:.1f} %" if got is not None and expected else "-"
-        sus = sustained(txt)
-        throughput = float(sus.replace(",", "")) if sus != "-" else (received / run if run else None)
-        rows.append({"server": server, "p50": p.get("p50", "-"), "p99": p.get("p99", "-"),
-                     "p99.9": p.get("p99.9", "-"), "delivered": ratio,
-                     "rate": f"{received / run:,.0f}" if run else "-", "sustained": sus,
-                     "cpu_per_m": cpu / received * 1e6 if cpu and received else None,
-                     "throughput": throughput, "lg": f"{f['lg'] / run * 100:.0f} %" if run else "-"})
-    if not rows:
+        server = ROUND.match(path.stem[len(scenario) + 1:])["server"]
+        runs.setdefault(server, []).append(broadcast_run(path))
+    if not runs:
         return ""
+    title = broadcast_title(next(iter(runs.values()))[0]["plan"]) if title is None else title
+    rows = []
+    for server, rs in runs.items():
+        got = [r["got"] for r in rs if r["got"] is not None]
+        expected = sum(r["expected"] or 0 for r in rs)
+        rows.append({"server": server, "runs": rs, "rounds": len(rs),
+                     "delivered": f"{sum(got) / expected * 100:.1f} %" if got and expected else "-",
+                     "cpu_per_m": median([r["cpu_per_m"] for r in rs]),
+                     "throughput": median([r["throughput"] for r in rs])})
     # tickcast's advantage, from the same run: the peer's CPU per delivery over tickcast's, and
-    # (saturated) tickcast's deliveries/s over the peer's.
+    # (saturated) tickcast's deliveries/s over the peer's; medians over the rounds.
     base = next((r for r in rows if r["server"] == "tickcast"), None)
     saturated = scenario.startswith("saturate")
 
@@ -144,12 +194,18 @@ def broadcast_table(out, scenario, title):
         ok = base["cpu_per_m"] and r["cpu_per_m"]
         return f"{r['cpu_per_m'] / base['cpu_per_m']:.2f}x less CPU" if ok else "-"
 
-    lines = [f"### {title}", "",
+    rounds = max(r["rounds"] for r in rows)
+    note = f" (medians of {rounds} rounds; p99, sustained and CPU with their range)" if rounds > 1 else ""
+    lines = [f"### {title}{note}", "",
              "| server | p50 | p99 | p99.9 | delivered | deliveries/s | sustained (window) | server CPU-s per 1M deliveries | load generator CPU | tickcast vs this |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        cells = [r["server"], r["p50"], r["p99"], r["p99.9"], r["delivered"], r["rate"], r["sustained"],
-                 fmt(r["cpu_per_m"], ".2f"), r["lg"], advantage(r)]
+        rs = r["runs"]
+        cells = [r["server"], spread(rs, "p50", fmt_latency), spread(rs, "p99", fmt_latency, True),
+                 spread(rs, "p99.9", fmt_latency), r["delivered"], spread(rs, "rate", lambda v: f"{v:,.0f}"),
+                 spread(rs, "sustained", lambda v: f"{v:,.0f}", True),
+                 spread(rs, "cpu_per_m", lambda v: f"{v:.2f}", True), spread(rs, "lg", lambda v: f"{v:.0f} %"),
+                 advantage(r)]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -241,9 +297,9 @@ def main():
     print()
     tables = (
         transport_table(out),
-        broadcast_table(out, "fanout-1k", "1,000 subscribers x 50 msg/s (128 B)"),
-        broadcast_table(out, "saturate-1k", "1,000 subscribers, saturated (window of 8 messages)"),
-        broadcast_table(out, "fanout-10k", "10,000 subscribers x 10 msg/s (128 B)"),
+        broadcast_table(out, "fanout-1k", None),
+        broadcast_table(out, "saturate-1k", None),
+        broadcast_table(out, "fanout-10k", None),
         echo_table(out),
         idle_table(out),
     )

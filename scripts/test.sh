@@ -55,6 +55,24 @@ for t in ws sse longpoll poll-1s poll-100ms; do
   }
 done
 
+# The broadcast comparison behind the README's table, at tiny scale and two rounds (medians and
+# ranges in its summary), against the bare write loop: every run delivers everything (~40 s).
+step "compare.sh, smoke run (tickcast and bare, 2 rounds)"
+cargo build --release --locked -p peer-bare
+compare_out="target/compare-smoke"
+rm -rf "$compare_out"
+BENCH_BIN="$PWD/target/release" BENCH_OUT="$compare_out" scripts/compare.sh smoke --servers tickcast,bare
+for s in tickcast bare; do
+  [ "$(grep -c "^| $s | .*| 100.0 % |" "$compare_out/summary.md")" = 3 ] || {
+    echo "compare.sh smoke run: $s did not deliver every message in all three workloads (see $compare_out/)" >&2
+    exit 1
+  }
+done
+grep -q "medians of 2 rounds" "$compare_out/summary.md" || {
+  echo "compare.sh smoke run: the summary does not combine the two rounds (see $compare_out/)" >&2
+  exit 1
+}
+
 # The capacity and tuning-sweep scripts at tiny scale: every phase and setting starts, and
 # their reports and calibration are written (about 20 s each).
 step "capacity.sh and sweep.sh, smoke runs"
