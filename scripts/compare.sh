@@ -7,7 +7,7 @@
 #   fanout-1k    1,000 subscribers x 50 msg/s: latency p50/p99, server CPU per delivery
 #   saturate-1k  1,000 subscribers, a window of 8 unacknowledged messages: deliveries/s
 #   fanout-10k   10,000 subscribers x 10 msg/s: latency, loss
-# quick: 10 s runs, 1 round (about 8 minutes for the five servers); full: 30 s runs, 2 rounds.
+# quick: 10 s runs, 1 round (about 3.5 minutes for the five servers); full: 30 s runs, 2 rounds.
 # smoke: 2 s runs of 50 / 50 / 300 subscribers, 2 rounds (the script itself, for CI).
 # --rounds N: every server runs every workload N times, interleaved (round 1 of all, then round
 # 2...), so a noisy minute does not land on one server; the summary gives medians and ranges.
@@ -23,9 +23,11 @@ usage="usage: scripts/compare.sh [quick|full|smoke] [--rounds N] [--servers a,b]
 while [ $# -gt 0 ]; do
   case "$1" in
     quick|full|smoke) mode="$1" ;;
-    --servers) servers="${2:?$usage}"; shift ;;
-    --rounds) rounds="${2:?$usage}"; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --servers|--rounds)
+      [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
+      if [ "$1" = --servers ]; then servers="$2"; else rounds="$2"; fi
+      shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
   shift
