@@ -7,7 +7,7 @@
 //! up in `Deliveries::on_message`, so every transport is measured by the same rules.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tickcast_protocol::envelope::Control;
 
@@ -17,25 +17,39 @@ use crate::stamp;
 
 /// Shared by the publisher and every subscriber of a worker in a windowed (`saturate`) run: the
 /// publisher may run at most `window` messages ahead of what the subscribers received.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WindowState {
     /// Distinct deliveries (plus messages announced lost by `gap` notices) so far.
     pub delivered: AtomicU64,
     /// Open subscriptions (client x channel).
     pub subscriptions: AtomicU64,
-    /// The publisher is waiting for deliveries: wake it...
-    pub waiting: AtomicBool,
-    /// ...once `delivered` reaches this. The publisher lives on a thread of its own: a wakeup
-    /// that cannot open its window would be a context switch on the subscribers' core for
-    /// nothing (in `saturate`, one per batch of receives: about 15 % of that core).
+    /// Wake the waiting publisher once `delivered` reaches this (`NOT_WAITING` when it is not
+    /// waiting). It lives on a thread of its own: a wakeup that cannot open its window would be a
+    /// context switch on the subscribers' core for nothing (in `saturate`, one per batch of
+    /// receives: about 15 % of that core).
     pub wake_at: AtomicU64,
     pub notify: tokio::sync::Notify,
 }
 
+impl Default for WindowState {
+    fn default() -> Self {
+        WindowState {
+            delivered: AtomicU64::new(0),
+            subscriptions: AtomicU64::new(0),
+            wake_at: AtomicU64::new(WindowState::NOT_WAITING),
+            notify: tokio::sync::Notify::new(),
+        }
+    }
+}
+
 impl WindowState {
+    pub const NOT_WAITING: u64 = u64::MAX;
+
     fn acknowledge(&self, n: u64) {
-        let delivered = self.delivered.fetch_add(n, Ordering::Relaxed) + n;
-        if self.waiting.load(Ordering::Acquire) && delivered >= self.wake_at.load(Ordering::Relaxed) {
+        // SeqCst with the publisher's store of `wake_at` and its load of `delivered` afterwards:
+        // of a delivery and the publisher going to sleep, at least one sees the other.
+        let delivered = self.delivered.fetch_add(n, Ordering::SeqCst) + n;
+        if delivered >= self.wake_at.load(Ordering::SeqCst) {
             self.notify.notify_one();
         }
     }
@@ -240,6 +254,24 @@ mod tests {
         assert_eq!(stats.subscriptions, vec![0, 0, 1, 0, 0, 1]);
         stats.fold();
         assert_eq!(stats.hists["latency"].len(), 3);
+    }
+
+    #[test]
+    fn deliveries_wake_the_publisher_only_at_its_threshold() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        // Whether a wakeup is pending (a permit `notify_one` left for the next waiter).
+        let woken = |w: &WindowState| {
+            rt.block_on(async { tokio::time::timeout(std::time::Duration::ZERO, w.notify.notified()).await })
+                .is_ok()
+        };
+        let w = WindowState::default();
+        w.acknowledge(10);
+        assert!(!woken(&w), "nobody waits: no wakeup");
+        w.wake_at.store(15, Ordering::SeqCst);
+        w.acknowledge(4);
+        assert!(!woken(&w), "14 of 15: the window cannot open yet");
+        w.acknowledge(1);
+        assert!(woken(&w), "15: the window opens");
     }
 
     #[test]

@@ -29,6 +29,7 @@ use tickcast_protocol::frame::OpCode;
 use tokio::sync::watch;
 
 use crate::accepted::Ranges;
+use crate::deliveries::WindowState;
 use crate::engine::{Ctx, Phase, instant_at, wait_running, wait_stopping};
 use crate::plan::{Publisher, Schedule, Target};
 use crate::stamp::{self, Stamp};
@@ -426,7 +427,7 @@ async fn wait_due(due_ns: u64, spin_ns: u64) {
 fn messages_delivered(ctx: &Ctx) -> Option<u64> {
     let w = &ctx.window;
     let subs = w.subscriptions.load(Ordering::Relaxed);
-    (subs > 0).then(|| messages_of(w.delivered.load(Ordering::Relaxed), subs, channel_count(ctx)))
+    (subs > 0).then(|| messages_of(w.delivered.load(Ordering::SeqCst), subs, channel_count(ctx)))
 }
 
 fn channel_count(ctx: &Ctx) -> u64 {
@@ -478,10 +479,9 @@ async fn wait_window(
         // refusal answered meanwhile, are seen at `WINDOW_RECHECK` at the latest.)
         let short = (k - window).saturating_sub(refused.get());
         let subs = w.subscriptions.load(Ordering::Relaxed);
-        w.wake_at.store(deliveries_for(short, subs, channel_count(ctx)), Ordering::Relaxed);
-        w.waiting.store(true, Ordering::Release);
+        w.wake_at.store(deliveries_for(short, subs, channel_count(ctx)), Ordering::SeqCst);
         if may_send() {
-            w.waiting.store(false, Ordering::Release);
+            w.wake_at.store(WindowState::NOT_WAITING, Ordering::Relaxed);
             return true;
         }
         tokio::select! {
@@ -489,7 +489,7 @@ async fn wait_window(
             () = wait_stopping(phase) => return false,
             () = tokio::time::sleep(WINDOW_RECHECK) => {}
         }
-        w.waiting.store(false, Ordering::Release);
+        w.wake_at.store(WindowState::NOT_WAITING, Ordering::Relaxed);
     }
 }
 
