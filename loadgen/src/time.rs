@@ -40,52 +40,11 @@ pub fn wait_until_ns(due_ns: u64, spin_ns: u64) {
     }
 }
 
-/// Parses `30s`, `500ms`, `2m`, `1h`, `250us` or a bare number of seconds (`1.5`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1e3,
-        "us" | "µs" => value / 1e6,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("unknown duration unit {other:?} in {text:?}")),
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("invalid duration {text:?}"));
-    }
-    // A bound keeps `Instant + duration` (deadlines, schedules) far from overflowing, and
-    // `from_secs_f64` would panic on a number too large for a `Duration`.
-    if seconds > DURATION_MAX.as_secs_f64() {
-        return Err(format!("duration {text:?} is too long (at most 366 days)"));
-    }
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("duration {text:?} is too long"))
-}
-
-/// The longest duration any flag takes.
-const DURATION_MAX: Duration = Duration::from_secs(366 * 24 * 3600);
+pub use tickcast_protocol::units::parse_duration;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("x").is_err());
-        assert!(parse_duration("3 parsecs").is_err());
-        assert!(parse_duration("99999999999999999999999h").is_err());
-        // Long enough to overflow an `Instant` deadline: refused, not a panic later.
-        assert!(parse_duration("9000000000h").is_err());
-        assert_eq!(parse_duration("8784h").unwrap(), DURATION_MAX);
-        assert!(parse_duration("8785h").is_err());
-    }
 
     #[test]
     fn precise_wait_is_on_time_and_bounded() {

@@ -28,44 +28,7 @@ fn parse_policy_rule(s: &str) -> Result<PolicyRule, String> {
     Ok(PolicyRule { pattern, policy })
 }
 
-/// Parse a duration such as `10s`, `250ms`, `2m` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let value: f64 =
-        num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 10s, 250ms, 2m"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Parse a byte size such as `64KiB`, `1MiB`, `4096`.
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: usize =
-        num.parse().map_err(|_| format!("invalid size {s:?}: expected e.g. 4096, 64KiB, 1MiB"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("invalid size unit in {s:?}: use B, KiB, MiB or GiB")),
-    };
-    value.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
-}
+pub use tickcast_protocol::units::{parse_duration, parse_size};
 
 /// tickcast: a thread-per-core io_uring WebSocket broadcast server.
 #[derive(Parser, Debug, Clone)]
