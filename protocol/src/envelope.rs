@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::frame::{MAX_HEADER_LEN, OpCode, encode_header};
+use crate::position::{Epoch, Position};
 
 /// The payload of a published message.
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +112,9 @@ pub enum Control {
         /// Last assigned seq per channel.
         #[serde(default)]
         seq: BTreeMap<String, u64>,
+        /// The epoch of each channel in `seq`: the history those seqs belong to.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        epoch: BTreeMap<String, Epoch>,
     },
     /// The connection no longer receives these channels.
     Unsubscribed {
@@ -139,6 +143,25 @@ pub enum Control {
         from: u64,
         /// Last missing seq (inclusive).
         to: u64,
+    },
+    /// The position the client gave for `channel` belongs to another history of it (another
+    /// epoch: the server restarted, or the broker lost the channel). What the client built from
+    /// the old history is stale: it should reload. The channel is now at `epoch`, newest seq
+    /// `seq`; what history holds of this epoch follows (from seq 1, or a `gap` first).
+    Reset {
+        /// The channel.
+        channel: String,
+        /// The channel's current epoch.
+        epoch: Epoch,
+        /// The newest seq of the current epoch when the notice was made.
+        seq: u64,
+    },
+    /// This SSE stream has more channels than its event ids can carry (the id of an event
+    /// names only that event's channel from now on): `Last-Event-ID` alone can no longer resume
+    /// every channel exactly; keep the last position per channel and reconnect with `since=`.
+    ResumeLimited {
+        /// Human-readable detail.
+        message: String,
     },
     /// A request failed; the connection stays open.
     Error {
@@ -193,9 +216,9 @@ pub enum ClientOp {
         id: Option<u64>,
         /// The channels.
         channels: Vec<String>,
-        /// Last seq seen per channel.
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-        since: BTreeMap<String, u64>,
+        /// Last position seen per channel: a seq, or `{"seq":N,"epoch":"E"}`.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty", serialize_with = "serialize_since")]
+        since: BTreeMap<String, Position>,
     },
     /// Stop receiving `channels`.
     Unsubscribe {
@@ -226,7 +249,7 @@ struct FlatOp {
     kind: String,
     id: Option<u64>,
     channels: Option<Vec<String>>,
-    since: Option<BTreeMap<String, u64>>,
+    since: Option<BTreeMap<String, SinceValue>>,
     channel: Option<String>,
     data: Option<Box<RawValue>>,
 }
@@ -243,7 +266,8 @@ impl ClientOp {
         let id = op.id;
         match (op.kind.as_str(), op.channels, op.channel, op.data) {
             ("subscribe", Some(channels), None, None) => {
-                Ok(Self::Subscribe { id, channels, since: op.since.unwrap_or_default() })
+                let since = op.since.unwrap_or_default().into_iter().map(|(c, v)| (c, v.into())).collect();
+                Ok(Self::Subscribe { id, channels, since })
             }
             ("unsubscribe", Some(channels), None, None) if op.since.is_none() => {
                 Ok(Self::Unsubscribe { id, channels })
@@ -262,6 +286,48 @@ impl ClientOp {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
+}
+
+/// A `since` value on the wire: a bare seq (no epoch, as before epochs existed) or
+/// `{"seq":N,"epoch":"E"}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SinceValue {
+    Seq(u64),
+    Position {
+        seq: u64,
+        #[serde(default)]
+        epoch: Option<Epoch>,
+    },
+}
+
+impl From<SinceValue> for Position {
+    fn from(v: SinceValue) -> Self {
+        match v {
+            SinceValue::Seq(seq) => Position::seq(seq),
+            SinceValue::Position { seq, epoch } => Position { seq, epoch },
+        }
+    }
+}
+
+fn serialize_since<S: serde::Serializer>(
+    since: &BTreeMap<String, Position>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    #[derive(Serialize)]
+    struct WithEpoch<'a> {
+        seq: u64,
+        epoch: &'a Epoch,
+    }
+    let mut map = s.serialize_map(Some(since.len()))?;
+    for (channel, position) in since {
+        match &position.epoch {
+            None => map.serialize_entry(channel, &position.seq)?,
+            Some(epoch) => map.serialize_entry(channel, &WithEpoch { seq: position.seq, epoch })?,
+        }
+    }
+    map.end()
 }
 
 /// Whether `name` is a valid channel name: 1–128 bytes of `[A-Za-z0-9._:-]`. Such names need

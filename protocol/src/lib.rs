@@ -11,6 +11,7 @@
 //! * [`message`]: message assembly, fragmentation, close frames, limits (§5.4, §5.5, §7.4).
 //! * [`envelope`]: the JSON envelope and control messages of tickcast's wire API.
 //! * [`fallback`]: the SSE events and poll answers of the HTTP fallback transports.
+//! * [`position`]: positions in a channel (seq and epoch) and their text form.
 //! * [`units`]: durations and byte sizes as the command lines take them.
 //!
 //! `unsafe` appears only in [`mask`], each block with the invariant it relies on.
@@ -27,6 +28,7 @@ pub mod handshake;
 pub mod http;
 pub mod mask;
 pub mod message;
+pub mod position;
 pub mod units;
 pub mod utf8;
 

@@ -73,6 +73,8 @@ pub struct ConnSubs {
     pub channels: Vec<u32>,
     /// Prefix patterns (`ticker.*`) this connection subscribed to.
     pub patterns: Vec<String>,
+    /// An SSE stream of several channels: its position on each, for its event ids.
+    pub sse_ids: Option<crate::sse::SseIds>,
 }
 
 impl ConnSubs {

@@ -14,6 +14,7 @@ use crate::http::Endpoint;
 use crate::hub::{Pattern, Published};
 use crate::metrics::{self, WorkerStats};
 use crate::sendq::{FrameMeta, SlowConsumerPolicy};
+use crate::sse::SseFrame;
 
 /// One subscription of one connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,7 +195,7 @@ impl Subscribers {
                 return true;
             }
             delivered += 1;
-            let frame = if sse { msg.sse_event() } else { ws_frame };
+            let frame = if sse { frame_for(&mut t.conns[sub.slot as usize], msg) } else { ws_frame.clone() };
             deliver(t, sub.slot, frame, meta, policy);
             true
         });
@@ -202,10 +203,30 @@ impl Subscribers {
     }
 }
 
+/// The bytes that carry `msg` to this connection: the shared frame (WebSocket) or SSE event,
+/// or for an SSE stream of several channels its own event (`crate::sse`).
+pub fn frame_for(conn: &mut Conn, msg: &Published) -> Bytes {
+    if conn.phase != Phase::Sse {
+        return msg.ws_frame().clone();
+    }
+    let Some(ids) = conn.subs.as_deref_mut().and_then(|s| s.sse_ids.as_mut()) else {
+        return msg.sse_event().clone();
+    };
+    match ids.frame(msg) {
+        SseFrame::Own(event) => event,
+        SseFrame::Shared => msg.sse_event().clone(),
+        SseFrame::SharedAfterNotice(notice) => {
+            let bytes = conn.control_bytes(&notice);
+            conn.sendq.push_unbounded(bytes);
+            msg.sse_event().clone()
+        }
+    }
+}
+
 /// Offers one frame to the connection in `slot` and marks it for this turn's flush.
-pub fn deliver(t: &mut Targets<'_>, slot: u32, frame: &Bytes, meta: FrameMeta, policy: SlowConsumerPolicy) {
+pub fn deliver(t: &mut Targets<'_>, slot: u32, frame: Bytes, meta: FrameMeta, policy: SlowConsumerPolicy) {
     let Some(conn) = t.conns.get_mut(slot as usize) else { return };
-    conn.offer_broadcast(frame.clone(), meta, policy, t.send_queue_limit, t.stats, t.names);
+    conn.offer_broadcast(frame, meta, policy, t.send_queue_limit, t.stats, t.names);
     if !conn.dirty && !conn.send_inflight {
         conn.dirty = true;
         t.dirty.push(slot);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tickcast_protocol::envelope::ErrorCode;
 use tickcast_protocol::http::{self, Request};
+use tickcast_protocol::position::Position;
 use tickcast_protocol::{fallback, handshake};
 
 use crate::poll::{self, PollLimits, PollRequest, Refusal};
@@ -26,7 +27,7 @@ pub enum Endpoint {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct UrlSubscription {
     pub channels: Vec<String>,
-    pub since: BTreeMap<String, u64>,
+    pub since: BTreeMap<String, Position>,
 }
 
 /// What to do with a request.
@@ -395,7 +396,7 @@ mod tests {
         assert_eq!(parse_ws_query(Some("x=1")), Ok(None));
         let sub = parse_ws_query(Some("channels=a,ticker.*&since=a:12")).unwrap().unwrap();
         assert_eq!(sub.channels, vec!["a", "ticker.*"]);
-        assert_eq!(sub.since.get("a"), Some(&12));
+        assert_eq!(sub.since.get("a"), Some(&Position::seq(12)));
         let sub = parse_ws_query(Some("channels=a%2Cb&since=a%3A3%2Cb%3A4")).unwrap().unwrap();
         assert_eq!(sub.channels, vec!["a", "b"]);
         assert_eq!(sub.since.len(), 2);

@@ -26,6 +26,8 @@ pub mod publish;
 pub mod runtime;
 #[deny(unsafe_code)]
 pub mod sendq;
+#[deny(unsafe_code)]
+pub mod sse;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

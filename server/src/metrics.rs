@@ -52,6 +52,8 @@ pub struct WorkerStats {
     /// Messages dropped from slow consumers' queues (drop-oldest), each reported in a gap notice.
     pub dropped_messages: AtomicU64,
     pub gap_notices: AtomicU64,
+    /// Reset notices sent: a client's position named another epoch (a restart).
+    pub reset_notices: AtomicU64,
     /// Older queued messages replaced by newer ones of the same channel (conflate).
     pub conflated_messages: AtomicU64,
     /// Channel subscriptions (including prefix ones) held by this worker's connections.
@@ -143,6 +145,12 @@ const METRICS: &[(&str, &str, &str, Field)] = &[
         |s| &s.dropped_messages,
     ),
     ("tickcast_gap_notices_total", "counter", "Gap notices sent", |s| &s.gap_notices),
+    (
+        "tickcast_reset_notices_total",
+        "counter",
+        "Reset notices sent (a client's position belonged to another epoch)",
+        |s| &s.reset_notices,
+    ),
     (
         "tickcast_conflated_messages_total",
         "counter",

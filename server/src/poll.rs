@@ -13,14 +13,25 @@ use std::time::Duration;
 
 use tickcast_protocol::envelope::ErrorCode;
 use tickcast_protocol::fallback;
+use tickcast_protocol::position::Position;
 
-use crate::hub::{Channel, Hub, Published};
+use crate::hub::{Channel, Hub, Published, Resume};
+
+/// One channel of a poll and the position to answer from.
+#[derive(Debug)]
+pub struct PollChannel {
+    pub channel: Arc<Channel>,
+    /// The answer starts after this seq of the channel's current epoch.
+    pub since: u64,
+    /// The client's position named another epoch: the answer carries a `reset` for it (and
+    /// starts the current epoch from its beginning).
+    pub reset: bool,
+}
 
 /// A validated poll: channels with the position to answer from.
 #[derive(Debug)]
 pub struct PollRequest {
-    /// Each channel with `since`: the answer starts after it.
-    pub channels: Vec<(Arc<Channel>, u64)>,
+    pub channels: Vec<PollChannel>,
     /// How long a long-poll may wait (already capped); zero for `/poll`.
     pub timeout: Duration,
     /// Keep the connection open after the answer.
@@ -99,11 +110,17 @@ pub fn parse(
         }
         let channel =
             hub.channel(name).map_err(|e| Refusal { status: 400, code: e.code(), message: e.to_string() })?;
-        // Without a position (or one from before a restart, beyond the newest seq) the
-        // channel starts live: the answer only tells where it stands.
+        // Without a position the channel starts live: the answer only tells where it stands.
+        // A position of another epoch (a restarted server's) gets a reset and this epoch
+        // from its start. One without an epoch beyond the newest seq (a client from before
+        // epochs, of an earlier run) starts live, as it always did.
         let last = channel.last_seq();
-        let from = since.get(name).map_or(last, |&s| s.min(last));
-        channels.push((channel, from));
+        let (from, reset) = match channel.resume(since.get(name).copied()) {
+            Resume::Live => (last, false),
+            Resume::After(seq) => (seq.min(last), false),
+            Resume::Reset => (0, true),
+        };
+        channels.push(PollChannel { channel, since: from, reset });
     }
     Ok(PollRequest {
         channels,
@@ -130,9 +147,13 @@ pub struct Answer {
 pub fn answer(req: &PollRequest, batch: usize, scratch: &mut Vec<Arc<Published>>) -> Answer {
     scratch.clear();
     let mut gaps = Vec::new();
+    let mut resets = Vec::new();
     let mut next = Vec::with_capacity(req.channels.len());
     let mut left = batch.max(1);
-    for (i, (channel, since)) in req.channels.iter().enumerate() {
+    for (i, PollChannel { channel, since, reset }) in req.channels.iter().enumerate() {
+        if *reset {
+            resets.push(channel.reset_notice());
+        }
         let share = left.div_ceil(req.channels.len() - i);
         let start = scratch.len();
         // Everything retained, cut to the share after: a gap does not count against the
@@ -145,11 +166,13 @@ pub fn answer(req: &PollRequest, batch: usize, scratch: &mut Vec<Arc<Published>>
             gaps.push((channel.name().as_ref(), gap.from, gap.to));
             position = position.max(gap.to);
         }
-        next.push((channel.name().as_ref(), position));
+        next.push((channel.name().as_ref(), Position { seq: position, epoch: Some(channel.epoch()) }));
     }
     let mut body = Vec::with_capacity(64 + scratch.iter().map(|m| m.json().len() + 1).sum::<usize>());
-    fallback::write_poll_answer(&mut body, scratch.iter().map(|m| &m.json()[..]), &gaps, next);
-    Answer { body, messages: scratch.len(), has_news: !scratch.is_empty() || !gaps.is_empty() }
+    let messages = scratch.iter().map(|m| &m.json()[..]);
+    fallback::write_poll_answer(&mut body, messages, &gaps, &resets, next);
+    let has_news = !scratch.is_empty() || !gaps.is_empty() || !resets.is_empty();
+    Answer { body, messages: scratch.len(), has_news }
 }
 
 #[cfg(test)]
@@ -157,10 +180,12 @@ mod tests {
     use super::*;
     use crate::hub::{HistoryLimits, HubConfig};
     use tickcast_protocol::envelope::Data;
+    use tickcast_protocol::position::Epoch;
 
     fn hub(history: usize) -> Arc<Hub> {
         let config = HubConfig {
             history: HistoryLimits { messages: history, bytes: 1 << 20 },
+            epoch: Epoch::parse("E1"),
             ..HubConfig::default()
         };
         Hub::new(1, config).unwrap().0
@@ -198,7 +223,26 @@ mod tests {
         // No position: starts live. A position past the newest (a restart): live too.
         let req = parse(Some("channels=a,b&since=b:99"), &hub, LIMITS, false).unwrap();
         let v = json(&answer(&req, 100, &mut Vec::new()).body);
-        assert_eq!(v, serde_json::json!({"messages": [], "gaps": [], "next": {"a": 6, "b": 1}}));
+        let epochs = serde_json::json!({"a": "E1", "b": "E1"});
+        assert_eq!(
+            v,
+            serde_json::json!({"messages": [], "gaps": [], "next": {"a": 6, "b": 1}, "epoch": epochs})
+        );
+        // The same position in this epoch: nothing new. In another epoch: a reset, then this
+        // epoch from its start (what history holds of it, after a gap).
+        let req = parse(Some("channels=a,b&since=a:99@E1,b:1@E1"), &hub, LIMITS, false).unwrap();
+        let a = answer(&req, 100, &mut Vec::new());
+        assert!(!a.has_news);
+        let req = parse(Some("channels=a,b&since=a:500@E0,b:1@E1"), &hub, LIMITS, false).unwrap();
+        let a = answer(&req, 100, &mut Vec::new());
+        assert!(a.has_news);
+        let v = json(&a.body);
+        assert_eq!(v["resets"], serde_json::json!([{"type":"reset","channel":"a","epoch":"E1","seq":6}]));
+        assert_eq!(v["gaps"], serde_json::json!([{"type":"gap","channel":"a","from":1,"to":2}]));
+        let seqs: Vec<_> =
+            v["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [3, 4, 5, 6]);
+        assert_eq!(v["next"], serde_json::json!({"a": 6, "b": 1}));
     }
 
     #[test]
@@ -235,6 +279,6 @@ mod tests {
         assert_eq!(capped.timeout, Duration::from_secs(60));
         let default = parse(Some("channels=a&since=a:0"), &hub, LIMITS, true).unwrap();
         assert_eq!(default.timeout, Duration::from_secs(25));
-        assert_eq!(default.channels[0].1, 0);
+        assert_eq!(default.channels[0].since, 0);
     }
 }

@@ -9,98 +9,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Server, post};
+use common::Server;
+use common::http::{Event, agent, get_json, next_event, publish, sse_events, url};
 use serde_json::Value;
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(20)))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn url(addr: SocketAddr, path: &str) -> String {
-    format!("http://{addr}{path}")
-}
-
-fn publish(server: &Server, channel: &str, body: &str) -> u64 {
-    let (status, body) = post(server.addr, &format!("/publish/{channel}"), body.as_bytes(), "");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str::<Value>(&body).unwrap()["seq"].as_u64().unwrap()
-}
-
-/// GET `path`: (status, body as JSON or Null).
-fn get_json(agent: &ureq::Agent, addr: SocketAddr, path: &str) -> (u16, Value) {
-    let mut resp = agent.get(&url(addr, path)).call().expect("request");
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// One event of an event stream.
-#[derive(Debug, Default, Clone)]
-struct Event {
-    kind: String,
-    id: Option<String>,
-    data: String,
-    /// A comment line came before it (heartbeat).
-    comments: usize,
-}
-
-/// Reads an event stream on a thread, sending each event (comments counted) down a channel.
-fn sse_events(
-    agent: &ureq::Agent,
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> mpsc::Receiver<Event> {
-    let mut req = agent.get(&url(addr, path));
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let resp = req.call().expect("open the stream");
-    assert_eq!(resp.status().as_u16(), 200);
-    let h = resp.headers();
-    assert_eq!(h.get("content-type").unwrap(), "text/event-stream; charset=utf-8");
-    assert!(h.get("cache-control").unwrap().to_str().unwrap().contains("no-cache"));
-    assert_eq!(h.get("x-accel-buffering").unwrap(), "no");
-    let reader = BufReader::new(resp.into_body().into_reader());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut event = Event::default();
-        for line in reader.lines() {
-            let Ok(line) = line else { return };
-            if line.is_empty() {
-                if !event.data.is_empty() || !event.kind.is_empty() {
-                    if event.kind.is_empty() {
-                        event.kind = "message".into();
-                    }
-                    if tx.send(std::mem::take(&mut event)).is_err() {
-                        return;
-                    }
-                }
-                continue;
-            }
-            if line.starts_with(':') {
-                event.comments += 1;
-                continue;
-            }
-            let (field, value) = line.split_once(": ").unwrap_or((&line, ""));
-            match field {
-                "event" => event.kind = value.into(),
-                "id" => event.id = Some(value.into()),
-                "data" => event.data.push_str(value),
-                _ => {}
-            }
-        }
-    });
-    rx
-}
-
-fn next_event(rx: &mpsc::Receiver<Event>) -> Event {
-    rx.recv_timeout(Duration::from_secs(10)).expect("no SSE event within 10 s")
-}
 
 /// Envelopes of one long-poll loop (or poll loop) from `since`, until `count` arrived.
 fn poll_until(
@@ -179,7 +90,9 @@ fn every_transport_gets_the_same_messages() {
         // The very same envelope bytes, and the id to resume from.
         assert_eq!(w, &e.data, "message {i}");
         assert_eq!(e.kind, "message");
-        assert_eq!(e.id.as_deref(), Some(format!("feed:{}", i + 1).as_str()));
+        // `feed:<seq>@<epoch>`: the position with the run's epoch.
+        let id = e.id.as_deref().unwrap();
+        assert!(id.starts_with(&format!("feed:{}@", i + 1)), "{id}");
     }
     for _ in 0..2 {
         let (route, got) = rx.recv_timeout(Duration::from_secs(30)).expect("poll loop finished");
@@ -207,18 +120,20 @@ fn sse_resumes_with_last_event_id_and_reports_gaps() {
     assert_eq!(sub.kind, "subscribed");
     let ack: Value = serde_json::from_str(&sub.data).unwrap();
     assert_eq!(ack["seq"]["a"], 10);
+    // Ids are positions with the run's epoch: `a:9@<epoch>`.
+    let epoch = ack["epoch"]["a"].as_str().unwrap().to_owned();
+    let id = |seq: u64| format!("a:{seq}@{epoch}");
     for want in [9, 10] {
-        let e = next_event(&rx);
-        assert_eq!(e.id.as_deref(), Some(format!("a:{want}").as_str()));
+        assert_eq!(next_event(&rx).id, Some(id(want)));
     }
     publish(&server, "a", "11");
     let e = next_event(&rx);
-    assert_eq!(e.id.as_deref(), Some("a:11"));
+    assert_eq!(e.id, Some(id(11)));
     // Heartbeats keep the quiet stream alive.
     std::thread::sleep(Duration::from_millis(700));
     publish(&server, "a", "12");
     let e = next_event(&rx);
-    assert_eq!(e.id.as_deref(), Some("a:12"));
+    assert_eq!(e.id, Some(id(12)));
     assert!(e.comments >= 2, "heartbeats seen: {}", e.comments);
 
     // History keeps 4 (9..=12): resuming after 2 gets a gap for 3..=8 first.
@@ -229,7 +144,7 @@ fn sse_resumes_with_last_event_id_and_reports_gaps() {
     let gap: Value = serde_json::from_str(&gap.data).unwrap();
     assert_eq!((gap["from"].as_u64(), gap["to"].as_u64()), (Some(3), Some(8)));
     let ids: Vec<_> = (0..4).map(|_| next_event(&rx).id.unwrap()).collect();
-    assert_eq!(ids, ["a:9", "a:10", "a:11", "a:12"]);
+    assert_eq!(ids, [id(9), id(10), id(11), id(12)]);
     assert!(server.metric("tickcast_sse_connections") >= 1);
 }
 
@@ -248,7 +163,8 @@ fn longpoll_parks_wakes_times_out_and_is_capped() {
     let (status, v) = get_json(&agent, server.addr, "/longpoll?channels=lp&since=lp:1&timeout=30");
     let waited = start.elapsed();
     assert_eq!(status, 200);
-    assert_eq!(v, serde_json::json!({"messages": [], "gaps": [], "next": {"lp": 1}}));
+    let epoch = v["epoch"]["lp"].clone();
+    assert_eq!(v, serde_json::json!({"messages": [], "gaps": [], "next": {"lp": 1}, "epoch": {"lp": epoch}}));
     assert!(waited >= Duration::from_millis(800), "answered after {waited:?}");
     assert!(waited < Duration::from_secs(15), "not capped: {waited:?}");
 
@@ -315,12 +231,17 @@ fn keep_alive_pipelining_and_chunked_bodies() {
          GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
         5,
     );
-    assert_eq!(answers[0], (200, r#"{"messages":[],"gaps":[],"next":{"p":0}}"#.into()));
+    assert_eq!(answers[0].0, 200);
+    let epoch =
+        serde_json::from_str::<Value>(&answers[0].1).unwrap()["epoch"]["p"].as_str().unwrap().to_owned();
+    let empty =
+        |seq: u64| format!(r#"{{"messages":[],"gaps":[],"next":{{"p":{seq}}},"epoch":{{"p":"{epoch}"}}}}"#);
+    assert_eq!(answers[0], (200, empty(0)));
     assert_eq!(answers[1], (200, r#"{"channel":"p","seq":1}"#.into()));
     let v: Value = serde_json::from_str(&answers[2].1).unwrap();
     assert_eq!(v["messages"][0]["data"], serde_json::json!({"a": 1}));
     // The long-poll timed out empty; the request behind it waited for it, in order.
-    assert_eq!(answers[3], (200, r#"{"messages":[],"gaps":[],"next":{"p":1}}"#.into()));
+    assert_eq!(answers[3], (200, empty(1)));
     assert_eq!(answers[4], (200, "ok\n".into()));
 
     // An independent client's chunked upload (ureq streams a reader of unknown length).

@@ -56,14 +56,33 @@ fn frame_wraps_the_envelope() {
 
 #[test]
 fn control_messages() {
-    let sub =
-        Control::Subscribed { id: Some(1), channels: vec!["a".into()], seq: [("a".to_owned(), 12)].into() };
+    let sub = Control::Subscribed {
+        id: Some(1),
+        channels: vec!["a".into()],
+        seq: [("a".to_owned(), 12)].into(),
+        epoch: BTreeMap::new(),
+    };
     assert_eq!(sub.to_json(), br#"{"type":"subscribed","id":1,"channels":["a"],"seq":{"a":12}}"#);
+    let e = Epoch::parse("k3x9").unwrap();
+    let with_epoch = Control::Subscribed {
+        id: None,
+        channels: vec!["a".into()],
+        seq: [("a".to_owned(), 12)].into(),
+        epoch: [("a".to_owned(), e)].into(),
+    };
+    assert_eq!(
+        with_epoch.to_json(),
+        br#"{"type":"subscribed","channels":["a"],"seq":{"a":12},"epoch":{"a":"k3x9"}}"#
+    );
+    let reset = Control::Reset { channel: "a".into(), epoch: e, seq: 2 };
+    assert_eq!(reset.to_json(), br#"{"type":"reset","channel":"a","epoch":"k3x9","seq":2}"#);
+    let limited = Control::ResumeLimited { message: "m".into() };
+    assert_eq!(limited.to_json(), br#"{"type":"resume_limited","message":"m"}"#);
     let gap = Control::Gap { channel: "a".into(), from: 3, to: 9 };
     assert_eq!(gap.to_json(), br#"{"type":"gap","channel":"a","from":3,"to":9}"#);
     let err = Control::Error { id: None, code: ErrorCode::InvalidChannel, message: "x".into() };
     assert_eq!(err.to_json(), br#"{"type":"error","code":"invalid_channel","message":"x"}"#);
-    for c in [sub, gap, err] {
+    for c in [sub, with_epoch, reset, limited, gap, err] {
         assert_eq!(serde_json::from_slice::<Control>(&c.to_json()).unwrap(), c);
     }
     let future: Control =
@@ -75,7 +94,14 @@ fn control_messages() {
 fn client_ops() {
     let op = ClientOp::parse(br#"{"type":"subscribe","channels":["a","b"],"since":{"a":12},"id":5}"#);
     let Ok(ClientOp::Subscribe { id: Some(5), channels, since }) = op else { panic!("{op:?}") };
-    assert_eq!((channels.len(), since["a"]), (2, 12));
+    assert_eq!((channels.len(), since["a"]), (2, Position::seq(12)));
+    // A position with its epoch; serialized back the same way.
+    let text = br#"{"type":"subscribe","channels":["a","b"],"since":{"a":{"seq":3,"epoch":"k3x9"},"b":4}}"#;
+    let op = ClientOp::parse(text).unwrap();
+    let ClientOp::Subscribe { since, .. } = &op else { panic!("{op:?}") };
+    assert_eq!(since["a"], Position { seq: 3, epoch: Epoch::parse("k3x9") });
+    assert_eq!(since["b"], Position::seq(4));
+    assert_eq!(op.to_json(), &text[..]);
     let op = ClientOp::parse(br#"{"type":"publish","channel":"a","data":{"k":[1, 2]}}"#).unwrap();
     let ClientOp::Publish { data, .. } = &op else { panic!() };
     assert_eq!(data.get(), r#"{"k":[1, 2]}"#);
@@ -89,6 +115,8 @@ fn client_ops() {
         br#"{"type":"subscribe","channels":["a"],"bogus":1}"#,
         br#"not json"#,
         br#"{"type":"unsubscribe","channels":["a"],"since":{}}"#,
+        br#"{"type":"subscribe","channels":["a"],"since":{"a":{"seq":1,"epoch":"x y"}}}"#,
+        br#"{"type":"subscribe","channels":["a"],"since":{"a":"1"}}"#,
     ] {
         let Err(Control::Error { code: ErrorCode::BadRequest, .. }) = ClientOp::parse(bad) else {
             panic!("{}", String::from_utf8_lossy(bad));

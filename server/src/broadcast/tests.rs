@@ -90,7 +90,7 @@ fn subscribe(channels: &[&str], since: &[(&str, u64)]) -> ClientOp {
     ClientOp::Subscribe {
         id: None,
         channels: channels.iter().map(|c| c.to_string()).collect(),
-        since: since.iter().map(|(c, s)| (c.to_string(), *s)).collect::<BTreeMap<_, _>>(),
+        since: since.iter().map(|(c, s)| (c.to_string(), Position::seq(*s))).collect::<BTreeMap<_, _>>(),
     }
 }
 
@@ -174,4 +174,71 @@ fn unsubscribing_a_pattern_stops_its_channels_but_not_named_ones() {
     w.drain();
     let got: Vec<String> = w.take(0).iter().map(|m| m["channel"].as_str().unwrap().to_owned()).collect();
     assert_eq!(got, vec!["t.b"], "only the channel subscribed by name remains");
+}
+
+#[test]
+fn a_position_of_another_epoch_gets_a_reset_and_this_epoch_from_its_start() {
+    let mut w = World::new(&["--no-feed"], 2);
+    w.publish("c", 3);
+    w.drain();
+    let epoch = w.hub.epoch();
+    let other = tickcast_protocol::position::Epoch::parse("previous-run").unwrap();
+    let since = |seq, epoch| [("c".to_owned(), Position { seq, epoch: Some(epoch) })].into();
+    let op = |since| ClientOp::Subscribe { id: Some(1), channels: vec!["c".into()], since };
+    // The same epoch: as before, nothing but what is newer.
+    w.op(0, op(since(2, epoch)));
+    let got = w.take(0);
+    assert_eq!(got[0]["epoch"]["c"], epoch.as_str(), "the ack names the epoch");
+    assert_eq!(seqs(&got), vec![3]);
+    // A position from another run, beyond this one's head: reset, then 1..=3, then live.
+    w.op(1, op(since(500, other)));
+    let got = w.take(1);
+    assert_eq!(got[0]["type"], "subscribed");
+    assert_eq!(got[1], serde_json::json!({"type":"reset","channel":"c","epoch":epoch.as_str(),"seq":3}));
+    assert_eq!(seqs(&got), vec![1, 2, 3]);
+    w.publish("c", 1);
+    w.drain();
+    assert_eq!(seqs(&w.take(1)), vec![4]);
+    assert_eq!(w.stats.reset_notices.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+/// An SSE stream's events as (id, data) pairs, emptying its queue.
+fn sse_events(w: &mut World, slot: usize) -> Vec<(String, serde_json::Value)> {
+    let q = &mut w.conns[slot].sendq;
+    let bytes: Vec<u8> = q.segments().flat_map(|s| s.iter().copied()).collect();
+    q.advance(bytes.len());
+    let text = String::from_utf8(bytes).unwrap();
+    let mut out = Vec::new();
+    for event in text.split("\n\n").filter(|e| !e.is_empty()) {
+        let field =
+            |name: &str| event.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim_start().to_owned());
+        let data = field("data:").map_or(serde_json::Value::Null, |d| serde_json::from_str(&d).unwrap());
+        out.push((field("id:").unwrap_or_default(), data));
+    }
+    out
+}
+
+#[test]
+fn sse_ids_resume_every_channel_of_a_stream() {
+    let mut w = World::new(&["--no-feed"], 2);
+    w.conns[0].phase = Phase::Sse;
+    w.conns[1].phase = Phase::Sse;
+    w.publish("a", 2);
+    w.publish("b", 1);
+    w.drain();
+    let e = w.hub.epoch();
+    // Two channels: every event's id carries both positions, replay included.
+    w.op(0, subscribe(&["a", "b"], &[("a", 1)]));
+    w.op(1, subscribe(&["a"], &[]));
+    let got = sse_events(&mut w, 0);
+    assert_eq!(got[0].1["type"], "subscribed");
+    assert_eq!(got[1].0, format!("a:2@{e},b:1@{e}"), "the replayed a:2");
+    w.publish("b", 1);
+    w.publish("a", 1);
+    w.drain();
+    let ids: Vec<String> = sse_events(&mut w, 0).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, [format!("a:2@{e},b:2@{e}"), format!("a:3@{e},b:2@{e}")]);
+    // One channel: the shared event, whose id is that channel's position.
+    let got = sse_events(&mut w, 1);
+    assert_eq!(got.last().unwrap().0, format!("a:3@{e}"));
 }

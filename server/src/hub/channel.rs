@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use tickcast_protocol::envelope::{Data, ws_envelope_frame};
+use tickcast_protocol::position::{Epoch, Position};
 
 use super::history::{Gap, History, HistoryLimits};
 
@@ -15,6 +16,8 @@ pub struct Published {
     channel: Arc<str>,
     channel_id: u32,
     seq: u64,
+    /// The history `seq` belongs to (the channel's epoch when it was sequenced).
+    epoch: Epoch,
     ts_us: u64,
     ws_frame: Bytes,
     json: Bytes,
@@ -30,7 +33,9 @@ const ENTRY_OVERHEAD: usize = size_of::<Published>() + 2 * size_of::<usize>() + 
 impl Published {
     /// Encodes the envelope once, as a complete WebSocket text frame; `json` is a view into
     /// the same allocation (no second copy).
-    fn encode(channel: &Arc<str>, channel_id: u32, seq: u64, ts_us: u64, data: &Data<'_>) -> Arc<Self> {
+    fn encode(channel: &Channel, seq: u64, ts_us: u64, data: &Data<'_>) -> Arc<Self> {
+        let (channel_id, epoch) = (channel.id, channel.epoch);
+        let channel = &channel.name;
         let ws_frame = ws_envelope_frame(channel, seq, ts_us, data);
         // Server frames are unmasked: the header is 2, 4 or 10 bytes by the 7-bit length code.
         let head_len = match ws_frame[1] & 0x7f {
@@ -43,6 +48,7 @@ impl Published {
             channel: Arc::clone(channel),
             channel_id,
             seq,
+            epoch,
             ts_us,
             ws_frame,
             json,
@@ -80,10 +86,23 @@ impl Published {
         &self.json
     }
 
-    /// The envelope as an SSE event (`id: <channel>:<seq>`, `data: <envelope>`), encoded once.
+    /// The history this message belongs to.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// This message's position: its seq in its epoch.
+    pub fn position(&self) -> Position {
+        Position { seq: self.seq, epoch: Some(self.epoch) }
+    }
+
+    /// The envelope as an SSE event (`id: <channel>:<seq>@<epoch>`, `data: <envelope>`),
+    /// encoded once. Streams of several channels send it under an id of their own
+    /// (`crate::sse`).
     pub fn sse_event(&self) -> &Bytes {
-        self.sse
-            .get_or_init(|| tickcast_protocol::fallback::message_event(&self.channel, self.seq, &self.json))
+        self.sse.get_or_init(|| {
+            tickcast_protocol::fallback::message_event(&self.channel, self.seq, Some(self.epoch), &self.json)
+        })
     }
 
     /// Approximate memory this message holds: what history limits count.
@@ -120,13 +139,48 @@ pub(crate) struct State {
 pub struct Channel {
     name: Arc<str>,
     id: u32,
+    /// The history's epoch: seqs count from 1 within it.
+    epoch: Epoch,
     state: Mutex<State>,
 }
 
+/// What a client's position means in a channel's current history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// No position: start with the next message.
+    Live,
+    /// Continue after this seq of the current epoch (a position without an epoch is taken as
+    /// the current epoch's, as clients did before epochs).
+    After(u64),
+    /// The position belongs to another epoch: announce a `reset`, then deliver the current
+    /// epoch from its start (what history holds of it).
+    Reset,
+}
+
 impl Channel {
-    pub(crate) fn new(name: Arc<str>, id: u32, limits: HistoryLimits) -> Self {
+    pub(crate) fn new(name: Arc<str>, id: u32, limits: HistoryLimits, epoch: Epoch) -> Self {
         let state = State { next_seq: 1, publishes: 0, history: History::new(limits), latest: None };
-        Self { name, id, state: Mutex::new(state) }
+        Self { name, id, epoch, state: Mutex::new(state) }
+    }
+
+    /// The epoch of the channel's history.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// What `position` (a client's, if it gave one) means in this channel's history.
+    pub fn resume(&self, position: Option<Position>) -> Resume {
+        match position {
+            None => Resume::Live,
+            Some(Position { epoch: Some(epoch), .. }) if epoch != self.epoch => Resume::Reset,
+            Some(Position { seq, .. }) => Resume::After(seq),
+        }
+    }
+
+    /// The `reset` notice for a client whose position named another epoch.
+    pub fn reset_notice(&self) -> tickcast_protocol::envelope::Control {
+        let seq = self.last_seq();
+        tickcast_protocol::envelope::Control::Reset { channel: self.name.to_string(), epoch: self.epoch, seq }
     }
 
     /// The name.
@@ -218,7 +272,7 @@ impl State {
         };
         self.next_seq = seq + 1;
         self.publishes += 1;
-        let msg = Published::encode(&channel.name, channel.id, seq, ts_us, data);
+        let msg = Published::encode(channel, seq, ts_us, data);
         self.history.push(&msg);
         self.latest = Some(Arc::clone(&msg));
         Ok(msg)

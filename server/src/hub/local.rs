@@ -50,6 +50,9 @@ pub struct Replay {
     /// Deliver live messages with `seq > live_after` only (and report it as
     /// `subscribed.seq`).
     pub live_after: u64,
+    /// Where the client stands: the position it gave, as the replay read it (clamped to
+    /// the channel's newest seq). The replay and live messages take it on from there.
+    pub start: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -112,7 +115,7 @@ impl WorkerChannels {
         let last_seen = self.last_seen(channel.id());
         let since = since.min(channel.last_seq().max(last_seen));
         let gap = channel.replay(since, last_seen, out);
-        Replay { gap, live_after: since.max(last_seen) }
+        Replay { gap, live_after: since.max(last_seen), start: since }
     }
 
     /// Catches `channel` up to its newest seq from history, for when the inbox dropped

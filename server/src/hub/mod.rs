@@ -42,8 +42,9 @@ use std::io;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use tickcast_protocol::envelope::{Data, ErrorCode};
+use tickcast_protocol::position::Epoch;
 
-pub use channel::{Channel, ChannelStats, Published};
+pub use channel::{Channel, ChannelStats, Published, Resume};
 pub use history::{Gap, HistoryLimits};
 pub use inbox::{DEFAULT_INBOX_CAPACITY, InboxReceiver};
 pub use local::{Observed, Replay, WorkerChannels};
@@ -65,6 +66,9 @@ pub struct HubConfig {
     /// Messages each worker's inbox holds before publishes to it are dropped (and recovered
     /// from history, see [`inbox`]).
     pub inbox_capacity: usize,
+    /// The epoch of every channel's history (`docs/protocol.md`, "Positions"): `None` picks a
+    /// random one, so a restarted server never passes its new seqs off as the old run's.
+    pub epoch: Option<Epoch>,
 }
 
 impl Default for HubConfig {
@@ -73,6 +77,7 @@ impl Default for HubConfig {
             max_channels: 10_000,
             history: HistoryLimits::default(),
             inbox_capacity: DEFAULT_INBOX_CAPACITY,
+            epoch: None,
         }
     }
 }
@@ -195,6 +200,8 @@ pub struct Hub {
     registry: RwLock<Registry>,
     inboxes: Box<[InboxSender]>,
     config: HubConfig,
+    /// The epoch every channel of this hub starts its history in.
+    epoch: Epoch,
 }
 
 impl Hub {
@@ -209,13 +216,19 @@ impl Hub {
             receivers.push(rx);
         }
         let config = HubConfig { max_channels: config.max_channels.min(u32::MAX as usize), ..config };
-        let hub = Self { registry: RwLock::default(), inboxes: senders.into(), config };
+        let epoch = config.epoch.unwrap_or_else(|| Epoch::from_random(rand::random()));
+        let hub = Self { registry: RwLock::default(), inboxes: senders.into(), config, epoch };
         Ok((Arc::new(hub), receivers))
     }
 
     /// The settings.
     pub fn config(&self) -> &HubConfig {
         &self.config
+    }
+
+    /// The epoch this hub's channels start their history in.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
     }
 
     /// The channel `name`, created if it does not exist yet.
@@ -234,7 +247,7 @@ impl Hub {
         }
         let name: Arc<str> = name.into();
         let id = registry.by_id.len() as u32;
-        let channel = Arc::new(Channel::new(Arc::clone(&name), id, self.config.history));
+        let channel = Arc::new(Channel::new(Arc::clone(&name), id, self.config.history, self.epoch));
         registry.by_name.insert(name, Arc::clone(&channel));
         registry.by_id.push(Arc::clone(&channel));
         Ok(channel)

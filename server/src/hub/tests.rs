@@ -9,7 +9,7 @@ use tickcast_protocol::frame::{HeaderStatus, OpCode, Role, decode_header};
 use super::*;
 
 fn make_hub(workers: usize, history: HistoryLimits, inbox_capacity: usize) -> (Arc<Hub>, Vec<InboxReceiver>) {
-    Hub::new(workers, HubConfig { max_channels: 100, history, inbox_capacity }).unwrap()
+    Hub::new(workers, HubConfig { max_channels: 100, history, inbox_capacity, epoch: None }).unwrap()
 }
 
 fn json(text: &str) -> Data<'_> {
@@ -286,11 +286,11 @@ fn snapshot_and_since_beyond_what_the_worker_drained() {
     assert_eq!(wc.latest(c.id()).unwrap().seq(), 3, "the worker's snapshot cannot duplicate seq 4");
     let mut out = Vec::new();
     // The client saw up to 4 elsewhere: replay nothing, and skip 4 when it comes live.
-    assert_eq!(wc.replay_since(&c, 4, &mut out), Replay { gap: None, live_after: 4 });
+    assert_eq!(wc.replay_since(&c, 4, &mut out), Replay { gap: None, live_after: 4, start: 4 });
     // A since from a previous server run: start live.
-    assert_eq!(wc.replay_since(&c, 1_000, &mut out), Replay { gap: None, live_after: 4 });
+    assert_eq!(wc.replay_since(&c, 1_000, &mut out), Replay { gap: None, live_after: 4, start: 4 });
     assert!(out.is_empty());
-    assert_eq!(wc.replay_since(&c, 1, &mut out), Replay { gap: None, live_after: 3 });
+    assert_eq!(wc.replay_since(&c, 1, &mut out), Replay { gap: None, live_after: 3, start: 1 });
     assert_eq!(seqs(&out), [2, 3]);
 }
 

@@ -1,6 +1,8 @@
 //! Runs the real `tickcast` binary on an ephemeral loopback port for integration tests.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod http;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
