@@ -3,10 +3,12 @@
 # (scripts/e2e-browser/, pinned by its package-lock), against a real tickcast with its feeds.
 # For each transport (ws, sse, longpoll, poll) it loads /?transport=X and checks that the page
 # runs on X and shows live prices and headlines; then it loads / with the WebSocket pointed at a
-# closed port and checks that the page falls back to SSE. Screenshots go to
+# closed port and checks that the page falls back to SSE; then a bare EventSource on two
+# channels must resume both after its connection is cut (sse-resume), and the page must reload
+# channels the server says were reset (reset). Screenshots go to
 # $CARGO_TARGET_DIR/e2e-browser/ (default target/e2e-browser/).
 #
-#   scripts/e2e-browser.sh [ws|sse|longpoll|poll|fallback ...]   (default: all five)
+#   scripts/e2e-browser.sh [ws|sse|longpoll|poll|fallback|sse-resume|reset ...]   (default: all)
 #
 # Installs what is missing (Debian's chromium; playwright-core with npm ci). Exits non-zero on
 # any failure; the server is stopped on exit, Ctrl-C included.

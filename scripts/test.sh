@@ -90,7 +90,7 @@ fi
 # every transport and the automatic fallback; screenshots in target/e2e-browser/.
 # E2E_BROWSER=0 skips it.
 if [ "${E2E_BROWSER:-1}" != 0 ]; then
-  step "demo page in headless Chromium (ws, sse, longpoll, poll, fallback)"
+  step "demo page in headless Chromium (ws, sse, longpoll, poll, fallback, sse-resume, reset)"
   scripts/e2e-browser.sh
 fi
 

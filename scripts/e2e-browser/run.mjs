@@ -1,16 +1,18 @@
 // Drives headless Chromium (Debian's, through playwright-core) against a running tickcast and
-// checks the demo page on each transport, then the automatic fallback from WebSocket to SSE.
+// checks the demo page on each transport, then the automatic fallback from WebSocket to SSE,
+// then a bare EventSource on two channels across a dropped connection.
 //
 //   node run.mjs --base http://127.0.0.1:PORT --out DIR [--chromium /usr/bin/chromium] [case...]
 //
-// Cases: ws sse longpoll poll fallback (default: all). Prints one PASS/FAIL line per case and
-// exits 1 if any failed. Every wait is bounded.
+// Cases: ws sse longpoll poll fallback sse-resume reset (default: all). Prints one PASS/FAIL line per
+// case and exits 1 if any failed. Every wait is bounded.
 import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-const ALL_CASES = ['ws', 'sse', 'longpoll', 'poll', 'fallback'];
+const ALL_CASES = ['ws', 'sse', 'longpoll', 'poll', 'fallback', 'sse-resume', 'reset'];
+const RESUME_MS = 15000; // EventSource reconnects after the stream's `retry:` (2 s)
 const READY_MS = 15000; // first messages, rows and headlines on screen
 const GROW_MS = 6000; // the count must keep growing (poll answers once a second)
 const MIN_ROWS = 8; // board rows with a price (16 symbols at ~4 updates/s each: all fill fast)
@@ -57,7 +59,126 @@ function snapshot(page) {
   }));
 }
 
+// A loopback TCP proxy to the server whose connections the test can cut: the browser's view
+// of a dropped stream (a proxy restart, a network change). Records each request head.
+function cuttableProxy(base) {
+  const target = new URL(base);
+  const sockets = new Set();
+  const heads = [];
+  const srv = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    sockets.add(client).add(upstream);
+    let head = '';
+    client.on('data', (d) => { if (head.length < 8192) { head += d.toString('latin1'); if (head.includes('\r\n\r\n')) heads.push(head); } });
+    client.pipe(upstream).pipe(client);
+    const done = () => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream); };
+    client.on('error', done).on('close', done);
+    upstream.on('error', done).on('close', done);
+  });
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve({
+    base: `http://127.0.0.1:${srv.address().port}`,
+    heads,
+    cut() { for (const s of sockets) s.destroy(); sockets.clear(); },
+    close() { this.cut(); srv.close(); },
+  })));
+}
+
+async function publish(base, channel, data) {
+  const res = await fetch(`${base}/publish/${channel}`, { method: 'POST', body: JSON.stringify(data) });
+  if (!res.ok) throw new Error(`publish ${channel}: HTTP ${res.status}`);
+  return (await res.json()).seq;
+}
+
+// A bare EventSource (no page logic) on two channels: events a:1 and b:1 arrive, the
+// connection drops, a:2 and b:2 are published, and the browser reconnects by itself with the
+// id of the last event it saw. Every message must arrive exactly once, with no gap or reset.
+async function runSseResume(browser, opts) {
+  const proxy = await cuttableProxy(opts.base);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const run = Date.now().toString(36);
+  const [a, b] = [`resume.${run}.a`, `resume.${run}.b`];
+  try {
+    await page.goto(`${proxy.base}/healthz`, { timeout: 10000 });
+    await page.evaluate(([a, b]) => {
+      window.got = []; window.notices = []; window.opens = 0;
+      const es = new EventSource(`/sse?channels=${a},${b}`);
+      es.onopen = () => { window.opens++; };
+      es.onmessage = (e) => { const m = JSON.parse(e.data); window.got.push(`${m.channel}:${m.seq}`); };
+      for (const kind of ['gap', 'reset', 'resume_limited']) {
+        es.addEventListener(kind, (e) => window.notices.push(`${kind} ${e.data}`));
+      }
+      window.es = es;
+    }, [a, b]);
+    const waitFor = async (what, fn, arg) => {
+      try {
+        await page.waitForFunction(fn, arg, { timeout: RESUME_MS, polling: 50 });
+      } catch {
+        const state = await page.evaluate(() => ({ got: window.got, notices: window.notices, opens: window.opens }));
+        throw new Error(`${what}: ${JSON.stringify(state)}`);
+      }
+    };
+    await waitFor('stream not open', () => window.opens === 1);
+    await publish(opts.base, a, { n: 1 });
+    await publish(opts.base, b, { n: 1 });
+    await waitFor('first two messages', () => window.got.length === 2);
+    proxy.cut();
+    await publish(opts.base, a, { n: 2 });
+    await publish(opts.base, b, { n: 2 });
+    await waitFor('the reconnect and the two messages published meanwhile',
+      () => window.opens >= 2 && window.got.length >= 4);
+    await page.waitForTimeout(300); // anything duplicated would arrive now
+    const state = await page.evaluate(() => ({ got: window.got, notices: window.notices, opens: window.opens }));
+    const want = [`${a}:1`, `${b}:1`, `${a}:2`, `${b}:2`];
+    const sorted = (xs) => [...xs].sort().join(' ');
+    if (sorted(state.got) !== sorted(want)) throw new Error(`expected ${want.join(' ')} once each, got ${state.got.join(' ')}`);
+    if (state.notices.length) throw new Error(`unexpected notices: ${state.notices.join('; ')}`);
+    const resumed = proxy.heads.find((h) => /^last-event-id:/im.test(h));
+    if (!resumed) throw new Error('the browser did not send Last-Event-ID');
+    const id = resumed.match(/^last-event-id: *(.*)$/im)[1].trim();
+    if (!id.includes(`${a}:1@`) || !id.includes(`${b}:1@`)) throw new Error(`Last-Event-ID ${id} does not name both channels`);
+    return `reconnected by itself with Last-Event-ID ${id}; got ${state.got.join(' ')}`;
+  } finally {
+    await context.close();
+    proxy.close();
+  }
+}
+
+// The demo page told its positions belong to another history (as after a server restart):
+// one long-poll's `since` is rewritten to a stale epoch, the server answers with `reset`s, and
+// the page must reload those channels and stay live.
+async function runReset(browser, opts) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    await page.goto(`${opts.base}/?transport=longpoll`, { timeout: 10000 });
+    await page.waitForFunction(() => document.body.dataset.state === 'live' && Number(document.body.dataset.messages) > 20,
+      null, { timeout: READY_MS, polling: 100 });
+    let rewritten = '';
+    await page.route('**/longpoll?*', (route) => {
+      const url = route.request().url();
+      if (rewritten || !/%40|@/.test(url)) return route.continue();
+      rewritten = url.replace(/(%40|@)[0-9a-z]+/g, '$1stale');
+      return route.continue({ url: rewritten });
+    });
+    try {
+      await page.waitForFunction(() => Number(document.body.dataset.resets || 0) > 0, null, { timeout: READY_MS, polling: 100 });
+    } catch {
+      throw new Error(`no reset handled (rewrote: ${rewritten || 'nothing'})`);
+    }
+    const after = Number(await page.evaluate(() => document.body.dataset.messages));
+    await page.waitForFunction((n) => Number(document.body.dataset.messages) > n + 5 && document.body.dataset.state === 'live',
+      after, { timeout: GROW_MS, polling: 100 });
+    const resets = await page.evaluate(() => document.body.dataset.resets);
+    return `${resets} channel reset(s) handled, still live`;
+  } finally {
+    await context.close();
+  }
+}
+
 async function runCase(browser, opts, name) {
+  if (name === 'sse-resume') return runSseResume(browser, opts);
+  if (name === 'reset') return runReset(browser, opts);
   const expect = name === 'fallback' ? 'sse' : name;
   const url = name === 'fallback'
     ? `${opts.base}/?ws_url=${encodeURIComponent(`ws://127.0.0.1:${await closedPort()}/ws`)}`

@@ -46,11 +46,25 @@
   // ---- delivery state: what lets a reconnect resume with `since` ----
 
   const lastSeq = new Map(); // channel -> last seq delivered (or skipped by a gap)
+  const epochOf = new Map(); // channel -> the epoch (history) lastSeq belongs to
   let total = 0;
   let gaps = 0;
+  let resets = 0;
 
+  // Positions with their epoch (`a:12@k3x9m2q7`): after a server restart, the server answers
+  // them with a `reset` instead of passing its new seqs off as the old ones.
   function sinceParam() {
-    return [...lastSeq].map(([ch, seq]) => `${ch}:${seq}`).join(',');
+    return [...lastSeq].map(([ch, seq]) => {
+      const epoch = epochOf.get(ch);
+      return `${ch}:${seq}${epoch ? `@${epoch}` : ''}`;
+    }).join(',');
+  }
+
+  function adoptEpochs(epochs) {
+    if (!isObj(epochs)) return;
+    for (const [ch, epoch] of Object.entries(epochs)) {
+      if (KNOWN.has(ch) && typeof epoch === 'string') epochOf.set(ch, epoch);
+    }
   }
 
   function query() {
@@ -58,23 +72,36 @@
     return `channels=${CHANNELS.join(',')}${since ? `&since=${since}` : ''}`;
   }
 
-  // `subscribed.seq`: where live delivery continues. Adopt it for channels we know nothing
-  // about, and where it is below what we saw (the server restarted: its seqs began again).
-  function adoptAck(seqs) {
-    if (!isObj(seqs)) return;
-    for (const [ch, seq] of Object.entries(seqs)) {
-      if (!KNOWN.has(ch) || typeof seq !== 'number') continue;
-      const last = lastSeq.get(ch);
-      if (last === undefined || seq < last) lastSeq.set(ch, seq);
+  // `subscribed.seq`: where live delivery continues; adopt it for channels we know nothing
+  // about (a restart is not guessed from seqs: the server says so with a `reset`).
+  function adoptAck(m) {
+    if (!isObj(m) || !isObj(m.seq)) return;
+    for (const [ch, seq] of Object.entries(m.seq)) {
+      if (KNOWN.has(ch) && typeof seq === 'number' && !lastSeq.has(ch)) lastSeq.set(ch, seq);
     }
+    adoptEpochs(m.epoch);
   }
 
-  // A poll answer's `next` is authoritative: it is the `since` for the next request.
-  function adoptNext(next) {
-    if (!isObj(next)) return;
-    for (const [ch, seq] of Object.entries(next)) {
+  // A poll answer's `next` (with `epoch`) is authoritative: it is the `since` for the next
+  // request.
+  function adoptNext(body) {
+    if (!isObj(body.next)) return;
+    for (const [ch, seq] of Object.entries(body.next)) {
       if (KNOWN.has(ch) && typeof seq === 'number') lastSeq.set(ch, seq);
     }
+    adoptEpochs(body.epoch);
+  }
+
+  // Our position belonged to a history that is gone (the server restarted): what we built
+  // from it is stale. Reload: the channel's messages start again from the new history's
+  // beginning (the news list is rebuilt from it; board rows take the new prices as they come).
+  function onReset(r) {
+    if (!isObj(r) || !KNOWN.has(r.channel) || typeof r.epoch !== 'string') return;
+    resets++;
+    document.body.dataset.resets = resets;
+    lastSeq.set(r.channel, 0);
+    epochOf.set(r.channel, r.epoch);
+    if (!r.channel.startsWith('ticker.')) news.clear();
   }
 
   function onGap(g) {
@@ -258,21 +285,27 @@
       while (ui.news.children.length > NEWS_MAX) ui.news.lastElementChild.remove();
     }
 
-    return { add };
+    // After a reset: the headlines came from a history that is gone; the new one refills it.
+    function clear() {
+      ui.news.querySelectorAll('li:not(.empty)').forEach((li) => li.remove());
+    }
+
+    return { add, clear };
   })();
 
   // ---- transports: each opens one connection and reports through `h` ----
-  // h.ack(seqs)   subscribed (ws/sse) or first answer (polling): the connection works
-  // h.next(next)  a poll answer's `next`
-  // h.envelope(e), h.gap(g)
+  // h.ack(m)      subscribed (ws/sse; null for polling's first answer): the connection works
+  // h.next(body)  a poll answer (its `next` and `epoch`)
+  // h.envelope(e), h.gap(g), h.reset(r)
   // h.fail(why)   the connection is over (closed, error, timeout); called at most once
 
   // WebSocket and SSE carry the same JSON; control messages have a `type`, envelopes do not.
   function dispatch(m, h) {
     if (!isObj(m)) return;
     if (typeof m.type !== 'string') h.envelope(m);
-    else if (m.type === 'subscribed') h.ack(m.seq);
+    else if (m.type === 'subscribed') h.ack(m);
     else if (m.type === 'gap') h.gap(m);
+    else if (m.type === 'reset') h.reset(m);
     // `error` and unknown control types: nothing the page can act on.
   }
 
@@ -288,11 +321,13 @@
   }
 
   function openSse(h) {
-    // EventSource's own reconnect resends only the last event id (one channel), so errors end
-    // the connection here and the manager reconnects with `since` for every channel.
+    // EventSource's own reconnect (its last event id resumes every channel) would do, but the
+    // manager reconnects on the transport it proved with `since` for every channel, so that
+    // backoff and fallback work the same for every transport: errors end the connection here.
     const es = new EventSource(`/sse?${query()}`);
-    es.addEventListener('subscribed', (e) => { const m = parse(e.data); if (isObj(m)) h.ack(m.seq); });
+    es.addEventListener('subscribed', (e) => { const m = parse(e.data); if (isObj(m)) h.ack(m); });
     es.addEventListener('gap', (e) => h.gap(parse(e.data)));
+    es.addEventListener('reset', (e) => h.reset(parse(e.data)));
     es.onmessage = (e) => h.envelope(parse(e.data));
     es.onerror = () => h.fail('event stream error');
     return () => es.close();
@@ -313,9 +348,11 @@
         const body = await res.json();
         if (stopped) return;
         if (!isObj(body)) throw new Error('bad answer');
+        // Resets first: the messages that follow belong to the new history.
+        if (Array.isArray(body.resets)) body.resets.forEach(h.reset);
         if (Array.isArray(body.messages)) body.messages.forEach(h.envelope);
         if (Array.isArray(body.gaps)) body.gaps.forEach(h.gap);
-        h.next(body.next);
+        h.next(body);
         h.ack(null);
       } catch (err) {
         if (!stopped) h.fail(err && err.message ? err.message : 'request failed');
@@ -368,9 +405,9 @@
     let close = null;
     let ackTimer = 0;
     const h = {
-      ack(seqs) {
+      ack(m) {
         if (over) return;
-        adoptAck(seqs);
+        adoptAck(m);
         if (acked) return;
         acked = true;
         clearTimeout(ackTimer);
@@ -381,6 +418,7 @@
       next(next) { if (!over) adoptNext(next); },
       envelope(e) { if (!over) onEnvelope(e); },
       gap(g) { if (!over) onGap(g); },
+      reset(r) { if (!over) onReset(r); },
       fail(why) {
         if (over) return;
         over = true;
