@@ -148,3 +148,39 @@ fn last_event_id_resumes_every_channel_of_a_stream() {
     let id = next_event(&rx).id.unwrap();
     assert!(id.starts_with("a:2@"), "{id}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_websocket_subscribe_across_a_restart_gets_a_reset() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    async fn json(ws: &mut common::Ws) -> Value {
+        let Message::Text(text) = common::next_message(ws).await else { panic!("not text") };
+        serde_json::from_str(&text).unwrap()
+    }
+    let first = Server::start(&["--threads", "1"]);
+    publish(&first, "w", "1");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(first.ws_url("/ws?channels=w&since=w:0")).await.unwrap();
+    let ack = json(&mut ws).await;
+    let old_epoch = ack["epoch"]["w"].as_str().unwrap().to_owned();
+    assert_eq!(json(&mut ws).await["seq"], 1);
+    drop(ws);
+    drop(first);
+
+    let second = Server::start(&["--threads", "1"]);
+    publish(&second, "w", "\"new\"");
+    let (mut ws, _) = tokio_tungstenite::connect_async(second.ws_url("/ws")).await.unwrap();
+    let subscribe = format!(
+        r#"{{"type":"subscribe","id":7,"channels":["w"],"since":{{"w":{{"seq":1,"epoch":"{old_epoch}"}}}}}}"#
+    );
+    ws.send(Message::text(subscribe)).await.unwrap();
+    let ack = json(&mut ws).await;
+    assert_eq!((ack["type"].as_str(), ack["id"].as_u64()), (Some("subscribed"), Some(7)));
+    let reset = json(&mut ws).await;
+    assert_eq!(reset["type"], "reset");
+    assert_eq!(reset["epoch"], ack["epoch"]["w"]);
+    assert_ne!(reset["epoch"].as_str(), Some(old_epoch.as_str()));
+    let msg = json(&mut ws).await;
+    assert_eq!((msg["seq"].as_u64(), msg["data"].as_str()), (Some(1), Some("new")));
+}
