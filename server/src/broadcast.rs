@@ -224,7 +224,7 @@ impl Broadcast {
             return; // answered already (woken twice), or closed
         }
         let Some(request) = conn.poll.as_ref() else { return };
-        let answer = poll::answer(request, env.http.poll_batch, &mut self.replay);
+        let answer = poll::answer(request, env.http.poll_limits, &mut self.replay);
         self.replay.clear();
         if !answer.has_news && !timed_out {
             conn.park_epoch = conn.park_epoch.wrapping_add(1); // the old entries go stale

@@ -196,6 +196,12 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_POLL_BATCH", default_value_t = 1000)]
     pub poll_batch: usize,
 
+    /// Most bytes of envelopes in one /poll or /longpoll answer: a client far behind catches
+    /// up in answers of this size, each `next` continuing where the last stopped (one message
+    /// larger than this still goes, alone). Bounds what one request makes the server hold.
+    #[arg(long, env = "TICKCAST_MAX_ANSWER_BYTES", default_value = "256KiB", value_parser = parse_size)]
+    pub max_answer_bytes: usize,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `tickcast=debug`.
     #[arg(long, env = "TICKCAST_LOG", default_value = "info")]
     pub log: String,
@@ -207,7 +213,10 @@ impl Config {
         crate::http::HttpOptions {
             cors_origins: self.cors_origins.clone(),
             max_subscriptions: self.max_subscriptions,
-            poll_batch: self.poll_batch,
+            poll_limits: crate::poll::AnswerLimits {
+                messages: self.poll_batch,
+                bytes: self.max_answer_bytes,
+            },
             longpoll_default_timeout: Duration::from_secs(25).min(self.longpoll_max_timeout),
             longpoll_max_timeout: self.longpoll_max_timeout,
         }

@@ -50,8 +50,8 @@ pub struct HttpOptions {
     pub cors_origins: Vec<String>,
     /// Most channels per subscription request (`/sse`, `/poll`, `/longpoll`).
     pub max_subscriptions: usize,
-    /// Most messages in one poll answer.
-    pub poll_batch: usize,
+    /// Most messages and bytes in one poll answer.
+    pub poll_limits: poll::AnswerLimits,
     pub longpoll_default_timeout: Duration,
     pub longpoll_max_timeout: Duration,
 }
@@ -61,7 +61,7 @@ impl Default for HttpOptions {
         Self {
             cors_origins: Vec::new(),
             max_subscriptions: 256,
-            poll_batch: 1000,
+            poll_limits: poll::AnswerLimits::default(),
             longpoll_default_timeout: Duration::from_secs(25),
             longpoll_max_timeout: Duration::from_secs(60),
         }
@@ -249,7 +249,7 @@ fn route_poll(req: &Request, ctx: &Context<'_>, longpoll: bool, keep_alive: bool
     request.keep_alive = keep_alive;
     request.headers = cors.iter().map(|&(name, value)| (name, value.to_owned())).collect();
     let mut scratch = Vec::new();
-    let answer = poll::answer(&request, ctx.options.poll_batch, &mut scratch);
+    let answer = poll::answer(&request, ctx.options.poll_limits, &mut scratch);
     if longpoll && !answer.has_news && !request.timeout.is_zero() {
         return Decision::Park(Box::new(request));
     }

@@ -130,6 +130,22 @@ pub fn parse(
     })
 }
 
+/// How much one answer may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerLimits {
+    /// Most envelopes.
+    pub messages: usize,
+    /// Most bytes of envelopes (one larger message still goes alone, so a client always
+    /// makes progress).
+    pub bytes: usize,
+}
+
+impl Default for AnswerLimits {
+    fn default() -> Self {
+        Self { messages: 1000, bytes: 256 << 10 }
+    }
+}
+
 /// An answer ready to send.
 #[derive(Debug)]
 pub struct Answer {
@@ -141,26 +157,31 @@ pub struct Answer {
     pub has_news: bool,
 }
 
-/// Builds the answer for `req` from history, at most `batch` messages over all channels
-/// (each channel gets an equal share of what is left, in order, so one busy channel cannot
-/// starve the others). `scratch` is reused between calls.
-pub fn answer(req: &PollRequest, batch: usize, scratch: &mut Vec<Arc<Published>>) -> Answer {
+/// Builds the answer for `req` from history, within `limits` over all channels (each channel
+/// gets an equal share of the messages and bytes left, in order, so one busy channel cannot
+/// starve the others; `next` continues exactly where the answer stopped). `scratch` is reused
+/// between calls.
+pub fn answer(req: &PollRequest, limits: AnswerLimits, scratch: &mut Vec<Arc<Published>>) -> Answer {
     scratch.clear();
     let mut gaps = Vec::new();
     let mut resets = Vec::new();
     let mut next = Vec::with_capacity(req.channels.len());
-    let mut left = batch.max(1);
+    let mut left = limits.messages.max(1);
+    let mut left_bytes = limits.bytes;
     for (i, PollChannel { channel, since, reset }) in req.channels.iter().enumerate() {
         if *reset {
             resets.push(channel.reset_notice());
         }
-        let share = left.div_ceil(req.channels.len() - i);
+        let remaining = req.channels.len() - i;
+        let (share, byte_share) = (left.div_ceil(remaining), left_bytes.div_ceil(remaining));
         let start = scratch.len();
         // Everything retained, cut to the share after: a gap does not count against the
         // batch, so a client far behind learns the whole gap at once.
         let gap = channel.replay(*since, u64::MAX, scratch);
-        scratch.truncate(start + share.min(scratch.len() - start));
-        left -= scratch.len() - start;
+        let (keep, bytes) = fitting(&scratch[start..], share, byte_share, start == 0);
+        scratch.truncate(start + keep);
+        left -= keep;
+        left_bytes = left_bytes.saturating_sub(bytes);
         let mut position = scratch[start..].last().map_or(*since, |m| m.seq());
         if let Some(gap) = gap {
             gaps.push((channel.name().as_ref(), gap.from, gap.to));
@@ -173,6 +194,20 @@ pub fn answer(req: &PollRequest, batch: usize, scratch: &mut Vec<Arc<Published>>
     fallback::write_poll_answer(&mut body, messages, &gaps, &resets, next);
     let has_news = !scratch.is_empty() || !gaps.is_empty() || !resets.is_empty();
     Answer { body, messages: scratch.len(), has_news }
+}
+
+/// How many of `msgs` fit `count` messages and `bytes` bytes (with their separators), and
+/// their bytes. The first message of an answer goes even if it alone is larger.
+fn fitting(msgs: &[Arc<Published>], count: usize, bytes: usize, answer_empty: bool) -> (usize, usize) {
+    let mut used = 0;
+    for (i, m) in msgs.iter().take(count).enumerate() {
+        let size = m.json().len() + 1;
+        if used + size > bytes && !(answer_empty && i == 0) {
+            return (i, used);
+        }
+        used += size;
+    }
+    (msgs.len().min(count), used)
 }
 
 #[cfg(test)]
@@ -197,6 +232,10 @@ mod tests {
         max_timeout: Duration::from_secs(60),
     };
 
+    fn most(messages: usize) -> AnswerLimits {
+        AnswerLimits { messages, ..AnswerLimits::default() }
+    }
+
     fn json(body: &[u8]) -> serde_json::Value {
         serde_json::from_slice(body).unwrap()
     }
@@ -209,7 +248,7 @@ mod tests {
         }
         hub.publish("b", Data::Text("x"), 1).unwrap();
         let req = parse(Some("channels=a,b&since=a:0,b:0"), &hub, LIMITS, false).unwrap();
-        let a = answer(&req, 100, &mut Vec::new());
+        let a = answer(&req, most(100), &mut Vec::new());
         let v = json(&a.body);
         // History holds a:3..=6; 1..=2 are a gap.
         assert_eq!(v["gaps"], serde_json::json!([{"type":"gap","channel":"a","from":1,"to":2}]));
@@ -222,7 +261,7 @@ mod tests {
 
         // No position: starts live. A position past the newest (a restart): live too.
         let req = parse(Some("channels=a,b&since=b:99"), &hub, LIMITS, false).unwrap();
-        let v = json(&answer(&req, 100, &mut Vec::new()).body);
+        let v = json(&answer(&req, most(100), &mut Vec::new()).body);
         let epochs = serde_json::json!({"a": "E1", "b": "E1"});
         assert_eq!(
             v,
@@ -231,10 +270,10 @@ mod tests {
         // The same position in this epoch: nothing new. In another epoch: a reset, then this
         // epoch from its start (what history holds of it, after a gap).
         let req = parse(Some("channels=a,b&since=a:99@E1,b:1@E1"), &hub, LIMITS, false).unwrap();
-        let a = answer(&req, 100, &mut Vec::new());
+        let a = answer(&req, most(100), &mut Vec::new());
         assert!(!a.has_news);
         let req = parse(Some("channels=a,b&since=a:500@E0,b:1@E1"), &hub, LIMITS, false).unwrap();
-        let a = answer(&req, 100, &mut Vec::new());
+        let a = answer(&req, most(100), &mut Vec::new());
         assert!(a.has_news);
         let v = json(&a.body);
         assert_eq!(v["resets"], serde_json::json!([{"type":"reset","channel":"a","epoch":"E1","seq":6}]));
@@ -253,14 +292,45 @@ mod tests {
             hub.publish("b", Data::Text("y"), 1).unwrap();
         }
         let req = parse(Some("channels=a,b&since=a:0,b:0"), &hub, LIMITS, false).unwrap();
-        let v = json(&answer(&req, 5, &mut Vec::new()).body);
+        let v = json(&answer(&req, most(5), &mut Vec::new()).body);
         assert_eq!(v["messages"].as_array().unwrap().len(), 5);
         assert_eq!(v["next"], serde_json::json!({"a": 3, "b": 2}));
         // Asking again from `next` continues exactly where it stopped.
         let req = parse(Some("channels=a,b&since=a:3,b:2"), &hub, LIMITS, false).unwrap();
-        let v = json(&answer(&req, 100, &mut Vec::new()).body);
+        let v = json(&answer(&req, most(100), &mut Vec::new()).body);
         assert_eq!(v["messages"][0]["seq"], 4);
         assert_eq!(v["next"], serde_json::json!({"a": 10, "b": 10}));
+    }
+
+    #[test]
+    fn answers_are_bounded_in_bytes_and_continue_where_they_stopped() {
+        let hub = hub(100);
+        let text = "x".repeat(60);
+        for _ in 0..10 {
+            hub.publish("a", Data::Text(&text), 1).unwrap();
+        }
+        let size = hub.get("a").unwrap().latest().unwrap().json().len() + 1;
+        let limits = AnswerLimits { messages: 1000, bytes: 3 * size + 5 };
+        let mut since = 0;
+        let mut answers = 0;
+        while since < 10 {
+            let req = parse(Some(&format!("channels=a&since=a:{since}")), &hub, LIMITS, false).unwrap();
+            let a = answer(&req, limits, &mut Vec::new());
+            assert!(a.body.len() <= limits.bytes + 200, "{} bytes", a.body.len());
+            let v = json(&a.body);
+            let seqs: Vec<u64> =
+                v["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+            assert_eq!(seqs, ((since + 1)..=(since + 3).min(10)).collect::<Vec<_>>());
+            since = v["next"]["a"].as_u64().unwrap();
+            answers += 1;
+        }
+        assert_eq!(answers, 4, "10 messages in answers of 3");
+        // A message larger than the limit still goes, alone: the client always gets further.
+        let tiny = AnswerLimits { messages: 1000, bytes: 10 };
+        let req = parse(Some("channels=a&since=a:0"), &hub, LIMITS, false).unwrap();
+        let v = json(&answer(&req, tiny, &mut Vec::new()).body);
+        assert_eq!(v["messages"].as_array().unwrap().len(), 1);
+        assert_eq!(v["next"]["a"], 1);
     }
 
     #[test]
