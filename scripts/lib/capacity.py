@@ -180,7 +180,8 @@ def main():
     b = max(0.0, slope(sizes))
     inputs = {}
     inputs["ws_cpu_s_per_delivery"] = inp(ws128["cpu_per_delivery_s"], "CPU-s", load_at(ws128) + ", 128 B",
-                                          f"{src}/cost-ws-128.json: server CPU / deliveries", 128, contention(ws128))
+                                          f"{src}/cost-ws-128.json: summary.server.cpu_s_per_million_deliveries",
+                                          128, contention(ws128))
     inputs["cpu_s_per_byte"] = inp(b, "CPU-s", "WebSocket, " + ", ".join(f"{s} B" for s, _ in sizes),
                                    f"{src}/cost-ws-*.json: least-squares slope of CPU per delivery over size",
                                    note="; ".join(n for n in (["clamped at 0"] if slope(sizes) < 0 else [])
@@ -189,21 +190,22 @@ def main():
     for t in ("sse", "longpoll"):
         f = costs[f"cost-{t}"]
         inputs[f"{t}_cpu_s_per_delivery"] = inp(f["cpu_per_delivery_s"], "CPU-s", load_at(f) + ", 128 B",
-                                                f"{src}/cost-{t}.json: server CPU / deliveries", 128, contention(f))
+                                                f"{src}/cost-{t}.json: summary.server.cpu_s_per_million_deliveries",
+                                                128, contention(f))
     poll = costs["cost-poll"]
     per_req = poll["server_cpu_s"] / poll["requests"] if poll["requests"] else None
     inputs["poll_cpu_s_per_request"] = inp(
         per_req, "CPU-s", load_at(poll) + f", 128 B, 1 s poll interval ({poll['delivered'] / max(poll['requests'], 1):.1f} messages per answer)",
-        f"{src}/cost-poll.json: server CPU / poll requests", note=contention(poll))
+        f"{src}/cost-poll.json: summary.server.cpu_s / summary.requests.count", note=contention(poll))
     pub = costs["cost-publish"]
     inputs["cpu_s_per_publish"] = inp(pub["server_cpu_s"] / max(pub["published"], 1), "CPU-s",
                                       f"1 subscriber, {pub['rate'] or 0:.0f} HTTP publishes/s",
-                                      f"{src}/cost-publish.json: server CPU / publishes (its one delivery included)",
+                                      f"{src}/cost-publish.json: summary.server.cpu_s / publishes (its one delivery included)",
                                       note=contention(pub))
     overhead = ws128["received_bytes_per_delivery"]
     inputs["wire_overhead_bytes"] = inp(overhead - 128 if overhead is not None else None, "B",
                                         "WebSocket frame + JSON envelope",
-                                        f"{src}/cost-ws-128.json: bytes received per delivery - 128")
+                                        f"{src}/cost-ws-128.json: summary.wire.received_bytes_per_delivery - 128")
     big = max((r for r in idle if r.get("rss_per_connection") is not None), key=lambda r: r["held"], default=None)
     one = next((r for r in idle if r["threads"] == 1 and r.get("rss_before_bytes")), None)
     if one:
@@ -239,7 +241,7 @@ def main():
     storm_rate = storm["connects_per_s"]
     inputs["connects_per_s_per_core"] = inp(
         storm_rate, "connections/s", f"{storm['connected']} WebSocket connections opened unpaced",
-        f"{src}/storm.json: connections opened per second of connecting",
+        f"{src}/storm.json: summary.connections.opened_per_s",
         note=("the load generator was busy: a lower bound" if storm["busy"] else None))
     if best:
         lg_note = ("; the load generator was above 85 % of its core at this step: it may have been the limit"
@@ -250,7 +252,7 @@ def main():
         inputs["slo_deliveries_per_s_per_core"] = inp(
             best["deliveries_per_s"], "deliveries/s",
             f"p99 <= {slo}, {best['clients']} subscribers x {best['rate']:.0f} msg/s, 128 B",
-            f"{src}/ramp.json: last passing step (delivered / measured duration)", 128, note)
+            f"{src}/ramp.json: last passing step (summary.messages.deliveries_per_s)", 128, note)
     calibration = {"schema": SCHEMA, "machine": m.get("machine", "?"), "commit": m.get("commit", ""),
                    "date": m.get("date", ""), "run": src, "noise": noise_text, "inputs": inputs}
     (out / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
@@ -300,9 +302,10 @@ def main():
     r = [f"# Capacity of one tickcast core ({out.name}, {mode})", ""]
     r += [f"- {k}: {v}" for k, v in m.items()]
     r += [f"- noise: {noise_text}", ""]
-    r += ["Server pinned to one core (`taskset`), the load generator to the other. Deliveries/s are "
-          "delivered messages / the measured duration (the load generator's own figure also counts "
-          "its 1 s tail). Server CPU per delivery = the server's CPU-seconds during the run / deliveries.", ""]
+    r += ["Server pinned to one core (`taskset`), the load generator to the other. Every figure is the load "
+          "generator's (the `summary` of each run's JSON): deliveries/s are delivered messages / the measured "
+          "seconds; server CPU per delivery = the server's CPU-seconds of the measured phase and the drain "
+          "after it / deliveries.", ""]
     r += ["## Idle WebSocket connections", "",
           lr.table(["connections held", "server workers", "load generator processes", "RSS / conn",
                     "kernel slab / conn (server half)", "socket buffers / conn", "warnings"],
@@ -329,8 +332,8 @@ def main():
     busy_from = next((x for x in ramp_rows if x["loadgen_util"] > 0.85), None)
     if busy_from:
         r += [f"\\* The load generator used more than 85 % of its core over the measured phase from "
-              f"{busy_from['deliveries_per_s']:,.0f} deliveries/s on (its own warning divides by the run including "
-              "its 1 s tail, so it did not fire): from there on it may have been the limit, not the server.", ""]
+              f"{busy_from['deliveries_per_s']:,.0f} deliveries/s on (summary.loadgen.busy_share): from there on "
+              "it may have been the limit, not the server.", ""]
     if best:
         r += [f"Highest passing step: **{best['deliveries_per_s']:,.0f} deliveries/s** at p99 {lr.ms(best['p99_ms'])} "
               f"(server core {lr.pct(best['server_util'])} busy). The ramp stopped because: {stop}."

@@ -96,8 +96,8 @@ def main():
     md += [f"- noise: {lr.noise_summary(noise)}" + (f"; {quiet}" if quiet else ""), ""]
     md += ["Every setting runs on a fresh server pinned to one core, the load generator pinned to the other, "
            "the same load for every setting of a sweep. deliveries/s = delivered (echo: round trips) / the "
-           "measured duration. CPU / delivery = the server's CPU-seconds during the run / deliveries (lower is "
-           "better). Frames / send, receive re-arms and drops come from the server's /metrics after the run. "
+           "measured seconds. CPU / delivery = the server's CPU-seconds of the measured phase and the drain after "
+           "it / deliveries (lower is better); every figure is the load generator's (each run's JSON `summary`). Frames / send, receive re-arms and drops come from the server's /metrics after the run. "
            f"{'Values are the mean of ' + str(rounds) + ' interleaved passes, each pass in brackets.' if rounds > 1 else 'One pass.'} "
            "A load generator above 85 % of its core (marked *) may itself have been the limit. \"Other work\" is the "
            "share of each pinned core that went to processes other than ours during the run (from /proc/stat): "
