@@ -27,12 +27,9 @@ def echo_table(out):
             rows.append((int(clients), server, "no result", "", "", "", "", "", "", ""))
             continue
         s = doc["summary"]
-        received, per_s = lr.round_trips(s)
-        cpu = s.get("server") or {}
-        cpu_s = None if cpu.get("cpu_s") is None else cpu["cpu_s"] + (cpu.get("drain_cpu_s") or 0.0)
+        _, per_s, cpu_per_m = lr.round_trips(s)
         rtt = [fmt_latency(lr.latency_ms(s, key, "rtt")) for key in ("p50", "p99", "p99_9", "max")]
-        rows.append((int(clients), server, *rtt, lr.num(per_s),
-                     lr.num(cpu_s / received * 1e6 if cpu_s is not None and received else None, ".2f"),
+        rows.append((int(clients), server, *rtt, lr.num(per_s), lr.num(cpu_per_m, ".2f"),
                      lr.pct((s.get("loadgen") or {}).get("busy_share")), lr.full_warnings(s)))
     if not rows:
         return ""
@@ -45,10 +42,11 @@ def echo_table(out):
     return "\n".join(lines) + "\n"
 
 
-def per_connection(server, key, opened):
-    """(held - before) / connections of one of the server block's memory figures, or None."""
-    before, held = server.get(f"{key}_before_bytes"), server.get(f"{key}_held_bytes")
-    return (held - before) / opened if before is not None and held is not None and opened else None
+def anon_per_connection(server):
+    """Anonymous memory growth per connection held (the summary has RSS and TCP memory per
+    connection, not this one), or None."""
+    before, held, n = server.get("anon_before_bytes"), server.get("anon_held_bytes"), server.get("connections_held")
+    return (held - before) / n if before is not None and held is not None and n else None
 
 
 def idle_table(out):
@@ -63,8 +61,8 @@ def idle_table(out):
         opened = (s.get("connections") or {}).get("opened") or 0
         rows.append((path.stem[5:], f"{s['clients']:,}", f"{opened:,}",
                      lr.num(server.get("rss_per_connection_bytes"), ",.0f", " B"),
-                     lr.num(per_connection(server, "anon", opened), ",.0f", " B"),
-                     lr.num(per_connection(server, "tcp_mem", opened), ",.0f", " B"), lr.full_warnings(s)))
+                     lr.num(anon_per_connection(server), ",.0f", " B"),
+                     lr.num(server.get("tcp_mem_per_connection_bytes"), ",.0f", " B"), lr.full_warnings(s)))
     if not rows:
         return ""
     lines = ["### Idle WebSocket connections: server memory growth per connection",

@@ -155,16 +155,24 @@ fn main_metric(result: &Value) -> &str {
 
 /// The run a `--json` document stands for: the document itself (one run), or the best passing
 /// step of a ramp / `saturate --search` (as the load generator's own `--percentiles` takes):
-/// `{"summary":..,"steps":[{"summary":{"passed":..,"messages":{"deliveries_per_s":..}},..}]}`,
-/// or the older `[{"ok":..,"deliveries_per_second":..,"result":{..}}]`.
+/// the step its summary names (`{"summary":{"verdict":{"best_step":N}},"steps":[..]}`; each
+/// step also carries the search's verdict, `step.ok`), or in older files the best of
+/// `[{"ok":..,"deliveries_per_second":..,"result":{..}}]`.
 fn select_run(value: &Value) -> anyhow::Result<&Value> {
+    const NONE: &str = "no passing step in this ramp/search result";
     match value {
-        Value::Array(steps) => best(steps, "/ok", "/deliveries_per_second")
-            .and_then(|s| s.get("result"))
-            .context("no passing step in this ramp/search result"),
+        Value::Array(steps) => {
+            best(steps, "/ok", "/deliveries_per_second").and_then(|s| s.get("result")).context(NONE)
+        }
         other => match other.get("steps").and_then(Value::as_array) {
-            Some(steps) => best(steps, "/summary/passed", "/summary/messages/deliveries_per_s")
-                .context("no passing step in this ramp/search result"),
+            Some(steps) => match other.pointer("/summary/verdict/best_step") {
+                Some(Value::Null) => anyhow::bail!(NONE),
+                Some(index) => index
+                    .as_u64()
+                    .and_then(|i| steps.get(usize::try_from(i).ok()?))
+                    .context("summary.verdict.best_step names no step"),
+                None => best(steps, "/step/ok", "/summary/messages/deliveries_per_s").context(NONE),
+            },
             None => Ok(other),
         },
     }
@@ -347,13 +355,15 @@ mod tests {
         assert!(from_json("[]", None).is_err());
     }
 
-    /// A schema-2 result: rows from the histogram, the legend's figures from the summary.
-    fn run2(h: &str, passed: bool, dps: f64, p99_us: f64) -> String {
+    /// A schema-2 result (a ramp's step: `ok` is the search's verdict on it): rows from the
+    /// histogram, the legend's figures from the summary.
+    fn run2(h: &str, ok: bool, dps: f64, p99_us: f64) -> String {
         format!(
-            r#"{{"schema":2,"summary":{{"scenario":"rate","passed":{passed},"main_histogram":"latency",
+            r#"{{"schema":2,"summary":{{"scenario":"rate","passed":true,"main_histogram":"latency",
                 "messages":{{"deliveries_per_s":{dps}}},
                 "histograms":{{"latency":{{"count":10000,"p99_us":{p99_us},"max_us":10000.0}}}}}},
-              "totals":{{"hists":{{"latency":"{h}","rtt":"{h}"}}}}}}"#
+              "totals":{{"hists":{{"latency":"{h}","rtt":"{h}"}}}},
+              "step":{{"ok":{ok},"rate":{dps},"clients":1}}}}"#
         )
     }
 
@@ -381,13 +391,19 @@ mod tests {
     #[test]
     fn takes_the_best_passing_step_of_a_schema_2_ramp() {
         let h = encoded();
-        let ramp = format!(
-            r#"{{"schema":2,"summary":{{"scenario":"ramp"}},"steps":[{},{},{}]}}"#,
-            run2(&h, true, 10.0, 1_000.0),
-            run2(&h, true, 20.0, 2_000.0),
-            run2(&h, false, 30.0, 3_000.0)
-        );
-        assert_eq!(from_json(&ramp, None).unwrap().p99(), Some(2.0));
+        let steps =
+            [run2(&h, true, 10.0, 1_000.0), run2(&h, true, 20.0, 2_000.0), run2(&h, false, 30.0, 3_000.0)];
+        let ramp = |verdict: &str| {
+            format!(
+                r#"{{"schema":2,"summary":{{"scenario":"ramp"{verdict}}},"steps":[{}]}}"#,
+                steps.join(",")
+            )
+        };
+        // The step the load generator's verdict names, else the best step it passed.
+        assert_eq!(from_json(&ramp(r#","verdict":{"best_step":0}"#), None).unwrap().p99(), Some(1.0));
+        assert_eq!(from_json(&ramp(""), None).unwrap().p99(), Some(2.0));
+        assert!(from_json(&ramp(r#","verdict":{"best_step":null}"#), None).is_err(), "no step passed");
+        assert!(from_json(&ramp(r#","verdict":{"best_step":7}"#), None).is_err());
         let failed = format!(r#"{{"schema":2,"summary":{{}},"steps":[{}]}}"#, run2(&h, false, 1.0, 1.0));
         assert!(from_json(&failed, None).is_err());
     }

@@ -46,8 +46,7 @@ def idle_runs(out):
             row["rss_per_connection"] = server["rss_per_connection_bytes"]
             # Both ends of every loopback connection are in this machine's kernel: half is the
             # server's.
-            row["tcp_mem_per_connection"] = ((server.get("tcp_mem_held_bytes") or 0)
-                                             - (server.get("tcp_mem_before_bytes") or 0)) / opened / 2
+            row["tcp_mem_per_connection"] = (server.get("tcp_mem_per_connection_bytes") or 0.0) / 2
         slab = p.with_name(p.stem + ".slab.json")
         if slab.exists() and opened:
             sj = json.loads(slab.read_text())
@@ -65,16 +64,17 @@ def http_runs(out):
     return rows
 
 
-def step_row(step):
-    """One ramp step (a whole result document) as a table row."""
-    s = step["summary"]
-    rate = lr.planned(step)["per_second"] or 0.0
-    return {"rate": rate, "clients": s["clients"], "offered_per_s": rate * s["clients"],
+def step_row(doc):
+    """One ramp step (a whole result document with the search's `step` verdict) as a table row."""
+    s, v = doc["summary"], lr.step(doc)
+    return {"rate": v.get("rate") or 0.0, "clients": v.get("clients", s["clients"]),
+            "offered_per_s": (v.get("rate") or 0.0) * v.get("clients", s["clients"]),
             "deliveries_per_s": (s.get("messages") or {}).get("deliveries_per_s") or 0.0,
-            "delivered_ratio": lr.delivered_ratio(s) or 0.0,
+            "delivered_ratio": v.get("delivered_ratio") or 0.0,
             "p50_ms": lr.latency_ms(s, "p50"), "p99_ms": lr.latency_ms(s, "p99"), "max_ms": lr.latency_ms(s, "max"),
             "server_util": lr.server_share(s), "loadgen_util": (s.get("loadgen") or {}).get("busy_share") or 0.0,
-            "cpu_per_delivery_s": lr.cpu_per_delivery_s(s), "ok": s.get("passed", False), "reason": lr.verdict(s)}
+            "busy": lr.busy(s), "cpu_per_delivery_s": lr.cpu_per_delivery_s(s), "ok": bool(v.get("ok")),
+            "reason": v.get("reason")}
 
 
 def ramp(out):
@@ -88,7 +88,8 @@ def ramp(out):
         server_limited = False
     else:
         stop = failed["reason"] or "failed"
-        server_limited = "load generator" not in stop
+        # A step that failed while the load generator was busy does not show the server's limit.
+        server_limited = not failed["busy"]
     return steps, rows, best, stop, server_limited
 
 

@@ -65,8 +65,15 @@ def summary(path):
 
 
 def steps(doc):
-    """A ramp's steps, each a whole result document (with its own `summary`), in order."""
+    """A ramp's steps, each a whole result document (with its own `summary`, and `step`: the
+    search's verdict on it), in order."""
     return doc.get("steps") or []
+
+
+def step(doc):
+    """The search's verdict on one step: {rate, clients, ok, reason, delivered_ratio}. (A step's
+    own summary has no thresholds: the search judges it, and says so here.)"""
+    return doc.get("step") or {}
 
 
 def planned(doc):
@@ -118,11 +125,11 @@ def server_share(s):
 
 
 def round_trips(s):
-    """Echo: round trips completed and their rate (the summary counts deliveries, which echo
-    has none of: its round trips are the messages received back)."""
-    received = (s.get("messages") or {}).get("received") or 0
-    measured = (s.get("durations_s") or {}).get("measured")
-    return received, (received / measured if measured else None)
+    """Echo: round trips completed, their rate, and the server's CPU-seconds per million of them
+    (echo has no deliveries: its round trips are the messages received back)."""
+    m = s.get("messages") or {}
+    return (m.get("received") or 0, m.get("received_per_s"),
+            (s.get("server") or {}).get("cpu_s_per_million_received"))
 
 
 def kinds(s):
@@ -162,12 +169,6 @@ def verdict(s):
     if busy(s):
         return "the load generator was busy: inconclusive"
     return "failed"
-
-
-def broke_only(s, name):
-    """The run failed on threshold `name` alone."""
-    failed = failed_thresholds(s)
-    return bool(failed) and all(t["name"] == name for t in failed)
 
 
 # ------------------------------------------------------------------------------ formatting

@@ -86,9 +86,17 @@ def percentile_ms(tool, result_json, q):
         return None
 
 
+def p99_only(s, verdict):
+    """The search failed the step on its p99 SLO alone. The search judges, in order: delivery
+    (DELIVERED_MIN), refused publishes, p99, a busy load generator; with delivery, publishing
+    and the load generator fine, a failed step failed on p99."""
+    return (not verdict.get("ok") and (verdict.get("delivered_ratio") or 0.0) >= DELIVERED_MIN
+            and "publish_refused" not in lr.kinds(s) and not lr.busy(s))
+
+
 def step_figures(step, prefix, tool, slo_p95_ms, source):
-    s = step["summary"]
-    clients = s["clients"]
+    s, verdict = step["summary"], lr.step(step)
+    clients = verdict.get("clients", s["clients"])
     base = f"{prefix}-{clients}"
     Path(f"{base}.result.json").write_text(json.dumps(step))
     measured = (s.get("durations_s") or {}).get("measured")
@@ -97,9 +105,9 @@ def step_figures(step, prefix, tool, slo_p95_ms, source):
         "server_cpu_pct": server_cpu / measured * 100 if server_cpu is not None and measured else None,
         "loadgen_cpu_pct": ((s.get("loadgen") or {}).get("busy_share") or 0) * 100,
         "cut_off": (s.get("connections") or {}).get("cut_off") or 0,
-        "clients": clients, "rate": lr.planned(step)["per_second"], "source": source,
-        "ok": bool(s.get("passed")), "reason": lr.verdict(s), "p99_only": lr.broke_only(s, "p99"),
-        "delivered_ratio": lr.delivered_ratio(s) or 0.0,
+        "clients": clients, "rate": verdict.get("rate"), "source": source,
+        "ok": bool(verdict.get("ok")), "reason": verdict.get("reason"), "p99_only": p99_only(s, verdict),
+        "delivered_ratio": verdict.get("delivered_ratio") or 0.0,
         "deliveries_per_second": (s.get("messages") or {}).get("deliveries_per_s") or 0.0,
         "p50_ms": lr.latency_ms(s, "p50"), "p95_ms": percentile_ms(tool, f"{base}.result.json", 0.95),
         "p99_ms": lr.latency_ms(s, "p99"), "max_ms": lr.latency_ms(s, "max"),

@@ -45,11 +45,8 @@ def run(out, name):
     f["loop_turns"] = mx.get("tickcast_loop_turns_total")
     if s.get("scenario") == "echo":
         # Echo counts round trips (the messages received back), not broadcast deliveries.
-        received, f["deliveries_per_s"] = lr.round_trips(s)
-        server = s.get("server") or {}
-        cpu = server.get("cpu_s")
-        f["cpu_per_delivery_s"] = ((cpu + (server.get("drain_cpu_s") or 0.0)) / received
-                                   if cpu is not None and received else None)
+        _, f["deliveries_per_s"], cpu_per_m = lr.round_trips(s)
+        f["cpu_per_delivery_s"] = cpu_per_m / 1e6 if cpu_per_m is not None else None
     return f
 
 

@@ -38,7 +38,8 @@ class Steps(RunDir):
         self.assertEqual(out.getvalue().strip(), "9500")
         figs = [json.loads((self.out / f"step-tickcast-{c}.step.json").read_text()) for c in (500, 3500, 6500)]
         self.assertEqual([f["ok"] for f in figs], [True, True, False])
-        self.assertEqual(figs[2]["reason"], "p99 80.0 ms over the limit 50.0 ms")
+        self.assertEqual(figs[2]["reason"], "p99 80.0ms > SLO 50.0ms")
+        self.assertTrue(figs[2]["p99_only"])
         self.assertEqual(figs[0]["p95_ms"], 120.0)
         self.assertEqual(figs[0]["rate"], 5)
         self.assertTrue(all(f["p95_pass"] for f in figs))
@@ -61,6 +62,17 @@ class Steps(RunDir):
         fig = json.loads((self.out / "step-x-6500.step.json").read_text())
         self.assertIsNone(fig["p95_ms"])
         self.assertEqual(fig["p95_failure"], "no p95 (no latency histogram)")
+
+
+class P99Only(unittest.TestCase):
+    def test_only_when_delivery_publishing_and_the_load_generator_were_fine(self):
+        s = json.loads((FIXTURES / "rate-ws.json").read_text())["summary"]
+        failed = {"ok": False, "delivered_ratio": 1.0, "reason": "p99 80.0ms > SLO 50.0ms"}
+        self.assertTrue(shootout.p99_only(s, failed))
+        self.assertFalse(shootout.p99_only(s, dict(failed, ok=True)))
+        self.assertFalse(shootout.p99_only(s, dict(failed, delivered_ratio=0.95)))
+        busy = json.loads((FIXTURES / "rate-poll.json").read_text())["summary"]
+        self.assertFalse(shootout.p99_only(busy, failed))
 
 
 class Report(RunDir):

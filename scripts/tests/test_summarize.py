@@ -41,7 +41,8 @@ class TransportTable(RunDir):
         self.assertEqual(lossy[10], "-", "no --server-pid: no CPU figure")
 
     def test_warnings_by_run_with_their_messages(self):
-        self.assertIn("- poll-1s x 20 at 10 msg/s: 12.5% of sends left", self.md)
+        self.assertIn("- poll-1s x 20 at 10 msg/s: LOAD GENERATOR WAS BUSY: 93 %", self.md)
+        self.assertIn("; 12.5% of sends left more than 1 ms", self.md)
         self.assertIn("LOAD GENERATOR WAS BUSY", self.md)
         self.assertNotIn("- ws x 20", self.md)
 
