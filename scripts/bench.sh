@@ -7,8 +7,8 @@
 #
 #   quick (default)  WebSocket vs SSE vs long-polling vs polling (every 1 s and every 100 ms)
 #                    at 1,000 and 10,000 clients, 10 msg/s of 128 B: about 5 minutes on
-#                    the reference 2-core machine once built (10 runs of 6 s, each with its
-#                    own server start, connect, drain and quiet wait)
+#                    the reference 2-core machine (10 runs of 6 s, each with its own server
+#                    start, connect, drain and quiet wait; as measured on a fresh machine)
 #   full             the same at 1,000 / 10,000 / 50,000 clients and 1 / 10 / 100 msg/s, longer
 #                    runs, then echo round trips and idle memory, then `peers`: about 30 minutes
 #   peers            the broadcast workloads against the peers (Bun, Node ws, tokio-tungstenite,
@@ -30,7 +30,7 @@ case "$mode" in
   quick) secs=6; clients="1000 10000"; rates="10" ;;
   full) secs=20; clients="1000 10000 50000"; rates="1 10 100" ;;
   peers) ;;
-  -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
   *) echo "usage: scripts/bench.sh [quick|full|peers]" >&2; exit 2 ;;
 esac
 secs="${BENCH_SECS:-${secs:-6}}"

@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
       if [ "$1" = --servers ]; then servers="$2"; else rounds="$2"; fi
       shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
   shift
