@@ -147,6 +147,12 @@ def contention(f):
 
 
 def inp(value, unit, at, src, bytes_=None, note=None):
+    if value is None and unit == "CPU-s":
+        # The summary has no CPU per delivery when the server's CPU read zero ticks (a run
+        # shorter than the clock's resolution, as in smoke mode): plan needs a number.
+        value = 0.0
+        note = "; ".join(n for n in (note, "not measured: the server's CPU in this run was below the clock's "
+                                             "resolution (summary figure null), taken as 0") if n)
     d = {"value": value, "unit": unit, "at": at, "from": src}
     if bytes_ is not None:
         d["bytes"] = bytes_

@@ -142,6 +142,20 @@ class WholeReports(RunDir):
         self.assertIn("| poll | 20 x 10 |", report)
         self.assertIn("LOAD GENERATOR BUSY; sends late", report)
 
+    def test_capacity_with_an_unmeasurably_short_run(self):
+        self.write("machine.txt", "machine: test\n")
+        self.put("idle", "idle-200-t1.json")
+        self.put("ramp-rate", "ramp.json")
+        doc = json.loads((FIXTURES / "rate-ws.json").read_text())
+        doc["summary"]["server"].update(cpu_s=0.0, drain_cpu_s=0.0, cpu_s_per_million_deliveries=None)
+        for name in ("cost-ws-128", "cost-sse", "cost-longpoll", "cost-poll", "cost-publish"):
+            self.write(f"{name}.json", json.dumps(doc))
+        self.put("connect", "storm.json")
+        self.run_main(capacity, "smoke", "true", "50ms")
+        ws = json.loads((self.out / "calibration.json").read_text())["inputs"]["ws_cpu_s_per_delivery"]
+        self.assertEqual(ws["value"], 0.0)
+        self.assertIn("below the clock's resolution", ws["note"])
+
     def test_sweep(self):
         self.write("machine.txt", "machine: test\n")
         self.write("rows.tsv", "sweep\tindex\tlabel\tflags\tparam\nrate\t0\tdefaults\t\tring-entries=4096\n"
