@@ -5,17 +5,11 @@ Every figure comes from the `summary` of the load generator's `--json` files
 (scripts/lib/lgresult.py), so the tables show exactly the figures the load generator computed;
 the only other inputs are the scripts' own RSS samples (NAME.rss-before, NAME.rss-peak).
 """
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 import lgresult as lr  # noqa: E402
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 def echo_table(out):
@@ -121,7 +115,7 @@ def spread(runs, key, show, with_range=False):
     values = [r[key] for r in runs if r[key] is not None]
     if not values:
         return "-"
-    text = show(median(values))
+    text = show(lr.median(values))
     if not with_range or len(values) < 2:
         return text
     return f"{text} ({show(min(values))} to {show(max(values))})"
@@ -145,8 +139,8 @@ def broadcast_table(out, scenario, title):
         expected = sum(r["expected"] or 0 for r in rs)
         rows.append({"server": server, "runs": rs, "rounds": len(rs),
                      "delivered": f"{sum(got) / expected * 100:.1f} %" if got and expected else "-",
-                     "cpu_per_m": median([r["cpu_per_m"] for r in rs]),
-                     "throughput": median([r["throughput"] for r in rs])})
+                     "cpu_per_m": lr.median([r["cpu_per_m"] for r in rs]),
+                     "throughput": lr.median([r["throughput"] for r in rs])})
     # tickcast's advantage, from the same run: the peer's CPU per delivery over tickcast's, and
     # (saturated) tickcast's deliveries/s over the peer's; medians over the rounds.
     base = next((r for r in rows if r["server"] == "tickcast"), None)

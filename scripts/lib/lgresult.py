@@ -13,6 +13,7 @@ figures the summary does not carry (marked "not in the summary" where they are m
                                         message (and some were expected); one line per file
 """
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -215,6 +216,12 @@ def pct(x):
 
 def num(v, spec=",.0f", unit=""):
     return "-" if v is None else f"{v:{spec}}{unit}"
+
+
+def median(values):
+    """The median of the values that are not None, or None."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def table(header, rows):

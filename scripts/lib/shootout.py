@@ -53,9 +53,7 @@ def delivery_totals(runs):
     return delivered, expected, (expected - delivered) / expected * 100 if expected else 0
 
 
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
+median = lr.median
 
 
 # ------------------------------------------------------------------------------ smoke-check
