@@ -25,7 +25,7 @@
 # with the reason it has no figures). Missing peers are installed first (scripts/peers.sh install).
 # Writes results/shootout.md and results/shootout.json (SHOOTOUT_MD / SHOOTOUT_JSON override),
 # results/shootout.svg when $BIN/tickcast-report exists; raw runs in $CARGO_TARGET_DIR/shootout/.
-# Environment: SERVER_CPU, LOADGEN_CPU, SHOOTOUT_BIN (prebuilt binaries, no cargo build),
+# Environment: SERVER_CPU, LOADGEN_CPU, SHOOTOUT_BIN (prebuilt binaries, tickcast-report among them for p95; no cargo build),
 # SHOOTOUT_RAW (raw output directory); to try the script itself: SHOOTOUT_SECS, SHOOTOUT_ROUNDS,
 # SHOOTOUT_RAMP=C0,STEP,STEPS,SECS. Every process started is stopped by its PID on exit,
 # also on Ctrl-C.
