@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # scripts/bench.sh [quick|full|peers] — the README's main command. Builds in release mode,
 # starts tickcast pinned to one core, drives it from the load generator pinned to another,
-# prints the summary table and writes results/<date>-<mode>/ (JSON and percentile files per
-# run, summary.md, plots when the report tool is built).
+# prints the summary table and writes results/<date>-<mode>/ (per run: the load generator's
+# JSON, which summary.md is made from, its printed report NAME.txt for people, and NAME.hgrm,
+# the latency percentile distribution; summary.md; plots when the report tool is built).
 #
 #   quick (default)  WebSocket vs SSE vs long-polling vs polling (every 1 s and every 100 ms)
-#                    at 1,000 and 10,000 clients, 10 msg/s of 128 B: about 3 minutes
+#                    at 1,000 and 10,000 clients, 10 msg/s of 128 B: about 5 minutes on
+#                    the reference 2-core machine (10 runs of 6 s, each with its own server
+#                    start, connect, drain and quiet wait; as measured on a fresh machine)
 #   full             the same at 1,000 / 10,000 / 50,000 clients and 1 / 10 / 100 msg/s, longer
 #                    runs, then echo round trips and idle memory, then `peers`: about 30 minutes
 #   peers            the broadcast workloads against the peers (Bun, Node ws, tokio-tungstenite,
@@ -16,7 +19,7 @@
 # latency, never as fewer samples. Every process this script starts is stopped by its PID when
 # it ends, also on Ctrl-C.
 # Environment: SERVER_CPU (default 0), LOADGEN_CPU (default 1), BENCH_OUT (output directory),
-# BENCH_BIN (prebuilt binaries instead of building), BENCH_SECS (seconds per run),
+# BENCH_BIN (prebuilt binaries instead of building; else CARGO_TARGET_DIR/release), BENCH_SECS (seconds per run),
 # BENCH_CLIENTS (client counts, e.g. "100"), BENCH_TRANSPORTS (e.g. "ws,sse"), QUIET_WAIT
 # (seconds each run may wait for both pinned cores to be quiet first, default 10; see quiet.txt).
 set -euo pipefail
@@ -27,7 +30,7 @@ case "$mode" in
   quick) secs=6; clients="1000 10000"; rates="10" ;;
   full) secs=20; clients="1000 10000 50000"; rates="1 10 100" ;;
   peers) ;;
-  -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
   *) echo "usage: scripts/bench.sh [quick|full|peers]" >&2; exit 2 ;;
 esac
 secs="${BENCH_SECS:-${secs:-6}}"
@@ -54,7 +57,7 @@ else
   cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p peer-tokio-tungstenite \
     -p peer-bare -p tickcast-report 2>/dev/null ||
     cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p peer-tokio-tungstenite -p peer-bare
-  BIN="$PWD/target/release"
+  BIN="$(release_bin)"
 fi
 
 if [ "$mode" = peers ]; then
@@ -68,14 +71,9 @@ if [ "$mode" = peers ]; then
   exit 0
 fi
 
-# Server RSS while a run holds its clients: the peak of samples taken every 200 ms.
+# Server RSS while a run holds its clients: the peak of samples taken every 200 ms (procfs.py).
 rss_sampler() { # pid file
-  local pid="$1" file="$2" peak=0 rss
-  while kill -0 "$pid" 2>/dev/null; do
-    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-    [ "${rss:-0}" -gt "$peak" ] && peak=$rss && echo "$peak" >"$file"
-    sleep 0.2
-  done
+  python3 scripts/lib/procfs.py rss-peak "$1" "$2"
 }
 
 # A fresh server per run (pinned to one core); enough workers for the descriptor tables:
@@ -92,9 +90,7 @@ transport_run() { # transport-label clients rate
   printf '%s: ' "$name" >>"$out/quiet.txt"
   python3 scripts/lib/wait_quiet.py "$SERVER_CPU,$LOADGEN_CPU" "${QUIET_WAIT:-10}" 15 >>"$out/quiet.txt"
   start_server "$name" "$BIN/tickcast" --listen 127.0.0.1:@PORT@ --threads "$threads" --no-feed --log warn
-  local before
-  before=$(awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status")
-  echo "$before" >"$out/$name.rss-before"
+  python3 scripts/lib/procfs.py rss "$SERVER_PID" >"$out/$name.rss-before"
   rss_sampler "$SERVER_PID" "$out/$name.rss-peak" &
   local sampler=$!
   pids+=("$sampler")
@@ -106,7 +102,7 @@ transport_run() { # transport-label clients rate
   loadgen rate --url "http://127.0.0.1:$PORT" --clients "$n" --rate "$rate" --size 128 --arrival user \
     --duration "${secs}s" --transport "$transport" --poll-interval "$interval" --connect-rate 20000 \
     "${extra[@]}" --server-pid "$SERVER_PID" --json "$out/$name.json" \
-    --percentiles "$out/$name.percentiles" >"$out/$name.txt" 2>&1 || echo "      (run failed: see $out/$name.txt)"
+    --percentiles "$out/$name.hgrm" >"$out/$name.txt" 2>&1 || echo "      (run failed: see $out/$name.txt)"
   stop_server
   kill "$sampler" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true

@@ -134,7 +134,7 @@ ramp_once() {
   echo "    ramp: $ramp_clients subscribers, rate $ramp_start + k x $ramp_step msg/s, p99 <= $slo"
   lg ramp ramp --clients "$ramp_clients" --connect-rate 5000 --rate "$ramp_start" --rate-step "$ramp_step" \
     --max-steps "$ramp_steps" --slo-p99 "$slo" --duration "$ramp_dur" --size 128 --channels bench \
-    --server-pid "$SERVER_PID" --json "$out/ramp.json" --percentiles "$out/ramp.pct"
+    --server-pid "$SERVER_PID" --json "$out/ramp.json" --percentiles "$out/ramp.hgrm"
   stop_server
 }
 RETRIES=$(( RETRIES > 0 ? 1 : 0 )) with_retries ramp ramp_once  # the ramp is long: once at most
@@ -149,7 +149,7 @@ cost_once() { # NAME ARGS...
   start_tickcast "$name" --threads 1 --no-feed --log warn
   echo "    cost: $name"
   lg "$name" rate --connect-rate 5000 --duration "$cost_dur" --channels bench --server-pid "$SERVER_PID" \
-    --json "$out/$name.json" --percentiles "$out/$name.pct" "$@"
+    --json "$out/$name.json" --percentiles "$out/$name.hgrm" "$@"
   scrape "$name"
   stop_server
 }
@@ -166,7 +166,7 @@ note_noise "storm"
 start_tickcast storm --threads 1 --no-feed --log warn
 echo "    storm: $storm connections, unpaced"
 lg storm connect --clients "$storm" --source-ips 127.0.0.1-127.0.0.40 --json "$out/storm.json" \
-  --percentiles "$out/storm.pct"
+  --percentiles "$out/storm.hgrm"
 stop_server
 note_noise "end"
 

@@ -11,8 +11,10 @@
 # smoke: 2 s runs of 50 / 50 / 300 subscribers, 2 rounds (the script itself, for CI).
 # --rounds N: every server runs every workload N times, interleaved (round 1 of all, then round
 # 2...), so a noisy minute does not land on one server; the summary gives medians and ranges.
-# Writes results/<date>-compare-<mode>/ (JSON per run, summary.md). Peers are installed from
-# the registries by scripts/peers.sh when missing.
+# Writes results/<date>-compare-<mode>/ (JSON per run, which summary.md is made from; the printed
+# report NAME.txt for people). Peers are installed from the registries by scripts/peers.sh when
+# missing. Environment: BENCH_BIN (prebuilt binaries; else CARGO_TARGET_DIR/release), BENCH_OUT,
+# SERVER_CPU, LOADGEN_CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
       if [ "$1" = --servers ]; then servers="$2"; else rounds="$2"; fi
       shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
   shift
@@ -52,7 +54,7 @@ if [ -n "${BENCH_BIN:-}" ]; then
 else
   echo "==> building (release)"
   cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p peer-tokio-tungstenite -p peer-bare
-  BIN="$PWD/target/release"
+  BIN="$(release_bin)"
 fi
 IFS=, read -r -a names <<<"$servers"
 for s in "${names[@]}"; do

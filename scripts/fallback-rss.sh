@@ -3,18 +3,21 @@
 # (pinned to one core), with the server's RSS per client. Writes results/<date>-fallback-rss/.
 #
 #   scripts/fallback-rss.sh [steps]      (default 1000,5000: cumulative client counts)
+#
+# Environment: BENCH_BIN (a prebuilt tickcast; else CARGO_TARGET_DIR/release), SERVER_CPU,
+# LOADGEN_CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps="${1:-1000,5000}"
 SERVER_CPU="${SERVER_CPU:-0}"
 LOADGEN_CPU="${LOADGEN_CPU:-1}"
-BIN=target/release
 out="results/$(date +%Y-%m-%d)-fallback-rss"
 mkdir -p "$out"
 # shellcheck source=lib/run.sh
 source scripts/lib/run.sh
 
-cargo build --release --locked -p tickcast-server
+[ -n "${BENCH_BIN:-}" ] || cargo build --release --locked -p tickcast-server
+BIN="$(release_bin)"
 describe_machine >"$out/machine.txt"
 : >"$out/results.jsonl"
 for kind in sse longpoll; do

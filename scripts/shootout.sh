@@ -25,7 +25,7 @@
 # with the reason it has no figures). Missing peers are installed first (scripts/peers.sh install).
 # Writes results/shootout.md and results/shootout.json (SHOOTOUT_MD / SHOOTOUT_JSON override),
 # results/shootout.svg when $BIN/tickcast-report exists; raw runs in $CARGO_TARGET_DIR/shootout/.
-# Environment: SERVER_CPU, LOADGEN_CPU, SHOOTOUT_BIN (prebuilt binaries, no cargo build),
+# Environment: SERVER_CPU, LOADGEN_CPU, SHOOTOUT_BIN (prebuilt binaries, tickcast-report among them for p95; no cargo build),
 # SHOOTOUT_RAW (raw output directory); to try the script itself: SHOOTOUT_SECS, SHOOTOUT_ROUNDS,
 # SHOOTOUT_RAMP=C0,STEP,STEPS,SECS. Every process started is stopped by its PID on exit,
 # also on Ctrl-C.
@@ -63,6 +63,7 @@ BIG_CLIENTS=10000 BIG_RATE=10
 SERVER_CPU="${SERVER_CPU:-0}"
 LOADGEN_CPU="${LOADGEN_CPU:-$(( $(nproc) > 1 ? 1 : 0 ))}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$PWD/$TARGET_DIR" ;; esac
 out="${SHOOTOUT_RAW:-$TARGET_DIR/shootout/$mode}"
 rm -rf "$out"
 mkdir -p "$out"
@@ -70,17 +71,18 @@ mkdir -p "$out"
 source scripts/lib/run.sh
 check_prereqs cargo taskset python3
 HELP=scripts/lib/shootout.py
+export CARGO_TARGET_DIR="$TARGET_DIR"
 
 if [ -n "${SHOOTOUT_BIN:-}" ]; then
   BIN="$SHOOTOUT_BIN"
-elif [ "$mode" = smoke ] && [ -x "$TARGET_DIR/release/tickcast-loadgen" ]; then
-  BIN="$TARGET_DIR/release"
+elif [ "$mode" = smoke ] && [ -x "$(release_bin)/tickcast-loadgen" ]; then
+  BIN="$(release_bin)"
 else
   echo "==> building (release)"
-  cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p peer-tokio-tungstenite -p peer-bare
-  BIN="$TARGET_DIR/release"
+  cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p tickcast-report -p peer-tokio-tungstenite \
+    -p peer-bare
+  BIN="$(release_bin)"
 fi
-export CARGO_TARGET_DIR="$TARGET_DIR"
 
 protocol() { [ "$1" = tickcast ] && echo ws || scripts/peers.sh protocol "$1"; }
 
@@ -152,19 +154,12 @@ start_peer() {
 
 # The peer's redis-server (a child of the server), if it has one.
 redis_pid() { { ps -o pid=,comm= --ppid "$SERVER_PID" 2>/dev/null || true; } | awk '$2 == "redis-server" {print $1; exit}'; }
-proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-cpu_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-
-rss_sampler() { # PID FILE: peak VmRSS (KiB) every 0.2 s while PID lives (bounded: 15 min)
-  local pid="$1" file="$2" peak=0 rss _
-  for _ in $(seq 4500); do
-    kill -0 "$pid" 2>/dev/null || break
-    rss=$(rss_kib "$pid")
-    [ "${rss:-0}" -gt "$peak" ] && peak=$rss && echo "$peak" >"$file"
-    sleep 0.2
-  done
-}
+# /proc through one reader (scripts/lib/procfs.py).
+proc_ticks() { python3 scripts/lib/procfs.py ticks "$1"; }
+cpu_busy() { python3 scripts/lib/procfs.py busy "$1"; }
+rss_kib() { python3 scripts/lib/procfs.py rss "$1"; }
+# PID FILE: peak VmRSS (KiB) every 0.2 s while PID lives (bounded: 15 min)
+rss_sampler() { python3 scripts/lib/procfs.py rss-peak "$1" "$2" 900; }
 
 # measured NAME ARGS...: one load generator run against the running server, with the server's
 # RSS (before, peak), the CPU of its redis-server, and how busy both cores were meanwhile.
@@ -186,7 +181,7 @@ measured() {
   r1=$([ -n "$redis" ] && proc_ticks "$redis" || echo 0)
   s1=$(proc_ticks "$SERVER_PID"); c1=$(cpu_busy "$SERVER_CPU"); l1=$(cpu_busy "$LOADGEN_CPU"); t1=$(date +%s.%N)
   printf '{"clk_tck":%s,"wall":%s,"server_ticks":%s,"redis_ticks":%s,"server_core_busy_ticks":%s,"loadgen_core_busy_ticks":%s,"redis":%s}\n' \
-    "$(getconf CLK_TCK)" "$(awk -v a="$t1" -v b="$t0" 'BEGIN {printf "%.3f", a - b}')" "$((s1 - s0))" "$((r1 - r0))" "$((c1 - c0))" "$((l1 - l0))" \
+    "$(python3 scripts/lib/procfs.py clk-tck)" "$(awk -v a="$t1" -v b="$t0" 'BEGIN {printf "%.3f", a - b}')" "$((s1 - s0))" "$((r1 - r0))" "$((c1 - c0))" "$((l1 - l0))" \
     "$([ -n "$redis" ] && echo true || echo false)" >"$out/$name.env.json"
 }
 
@@ -228,7 +223,7 @@ done
 {
   describe_machine
   echo "mode: $mode ($rounds round(s) of ${secs}s runs; ramp ${ramp_c0}+k*${ramp_step} clients x ${RAMP_RATE} msg/s, ${ramp_secs}s steps)"
-  echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "load before: $(python3 scripts/lib/procfs.py loadavg)"
 } >"$out/machine.txt"
 for p in "${!UNAVAILABLE[@]}"; do printf '%s\t%s\n' "$p" "${UNAVAILABLE[$p]}"; done >"$out/unavailable.tsv"
 started=$(date +%s)
@@ -272,7 +267,7 @@ for p in "${DRIVEN[@]}"; do
   loadgen ramp --clients "$ramp_c0" --clients-step "$ramp_step" --max-steps "$ramp_steps" --slo-p99 "$SLO_P99" \
     "${ramp_args[@]}" "${args[@]}" --url "http://127.0.0.1:$PORT" --size 128 --channels bench --server-pid "$SERVER_PID" \
     --json "$out/ramp-$p.json" >"$out/ramp-$p.txt" 2>&1 || true
-  next=$(python3 "$HELP" steps "$out/ramp-$p.json" "$out/step-$p" "$BIN/tickcast-loadgen" "$SLO_P95_MS" "$ramp_step" \
+  next=$(python3 "$HELP" steps "$out/ramp-$p.json" "$out/step-$p" "$BIN/tickcast-report" "$SLO_P95_MS" "$ramp_step" \
     2>>"$out/ramp-$p.txt") || next=""
   last=$((ramp_c0 + (ramp_steps - 1) * ramp_step))
   while [ -n "$next" ] && [ "$next" -le "$last" ]; do
@@ -280,7 +275,7 @@ for p in "${DRIVEN[@]}"; do
     kill -0 "$SERVER_PID" 2>/dev/null || break
     loadgen ramp --clients "$next" --max-steps 1 "${ramp_args[@]}" "${args[@]}" --url "http://127.0.0.1:$PORT" --size 128 \
       --channels bench --server-pid "$SERVER_PID" --json "$out/ramp95-$p-$next.json" >"$out/ramp95-$p-$next.txt" 2>&1 || true
-    ok=$(python3 "$HELP" steps "$out/ramp95-$p-$next.json" "$out/step-$p" "$BIN/tickcast-loadgen" "$SLO_P95_MS" 0 \
+    ok=$(python3 "$HELP" steps "$out/ramp95-$p-$next.json" "$out/step-$p" "$BIN/tickcast-report" "$SLO_P95_MS" 0 \
       2>>"$out/ramp-$p.txt") || ok=""
     [ "$ok" = pass ] || break
     next=$((next + ramp_step))
@@ -288,7 +283,7 @@ for p in "${DRIVEN[@]}"; do
   stop_server
 done
 
-echo "load after: $(cut -d' ' -f1-3 /proc/loadavg); took $(( $(date +%s) - started )) s" >>"$out/machine.txt"
+echo "load after: $(python3 scripts/lib/procfs.py loadavg); took $(( $(date +%s) - started )) s" >>"$out/machine.txt"
 report="$BIN/tickcast-report"
 md="${SHOOTOUT_MD:-results/shootout.md}"
 json="${SHOOTOUT_JSON:-results/shootout.json}"

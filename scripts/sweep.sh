@@ -18,7 +18,7 @@
 #   full    15 s per setting, 10,000 subscribers for `rate`, two interleaved passes (a b c a b c):
 #           results/<date>-sweep-full/
 #
-# Writes one JSON, percentile file and /metrics snapshot per setting, report.md and SVG plots
+# Writes one JSON, .hgrm percentile file and /metrics snapshot per setting, report.md and SVG plots
 # (tickcast-report). The machine is shared: each run starts when both pinned cores are quiet
 # (waiting at most QUIET_WAIT s), and is repeated (at most RETRIES times: 1, full 2; fresh server) when
 # other processes took more than NOISY_MAX of the server's core during it. Environment: SERVER_CPU (0), LOADGEN_CPU (1), BENCH_OUT, BENCH_BIN
@@ -99,7 +99,7 @@ one() {
   # shellcheck disable=SC2086
   start_tickcast "$name" --no-feed --log warn $flags
   echo "    $sweep [$round] $label"
-  lg "$name" "$@" --server-pid "$SERVER_PID" --json "$out/$name.json" --percentiles "$out/$name.pct"
+  lg "$name" "$@" --server-pid "$SERVER_PID" --json "$out/$name.json" --percentiles "$out/$name.hgrm"
   scrape "$name"
   stop_server
 }

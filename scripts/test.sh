@@ -3,6 +3,10 @@
 # Installs what the tests need when it is missing. `.ci/run` calls this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# release_bin: the release binaries' directory (CARGO_TARGET_DIR honoured).
+# shellcheck source=scripts/lib/run.sh
+source scripts/lib/run.sh
+target="${CARGO_TARGET_DIR:-target}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -17,6 +21,11 @@ if cargo tree -p tickcast-protocol -e normal --prefix none --locked | grep -E '^
   echo "tickcast-protocol must not depend on I/O crates" >&2
   exit 1
 fi
+
+# The scripts' Python (result readers, report tables) over hand-written fixture results
+# (scripts/tests/fixtures/, schema 2 as docs/loadgen.md documents it). Stdlib only.
+step "python3 -m unittest discover -s scripts/tests"
+python3 -m unittest discover -s scripts/tests
 
 step "cargo test --workspace (the load generator's end-to-end tests apart, below)"
 cargo test --workspace --locked --exclude tickcast-loadgen
@@ -45,11 +54,12 @@ TICKCAST_PEERS_REQUIRED="$peers_required" cargo test -p tickcast-loadgen --locke
 # summary and (when built) its plots. Seconds, not minutes.
 step "benchmark scripts, smoke run (20 clients, 1 s per transport)"
 cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p tickcast-report
-smoke_out="target/bench-smoke"
+smoke_out="$target/bench-smoke"
 rm -rf "$smoke_out"
-QUIET_WAIT=0 BENCH_SECS=1 BENCH_CLIENTS=20 BENCH_OUT="$smoke_out" BENCH_BIN="$PWD/target/release" scripts/bench.sh quick
+QUIET_WAIT=0 BENCH_SECS=1 BENCH_CLIENTS=20 BENCH_OUT="$smoke_out" BENCH_BIN="$(release_bin)" scripts/bench.sh quick
+# Every transport delivered every expected message: from the results' JSON, not the tables.
 for t in ws sse longpoll poll-1s poll-100ms; do
-  grep -q "^| $t | 20 | 10 |.*| 100.0 % |" "$smoke_out/summary.md" || {
+  python3 scripts/lib/lgresult.py all-delivered "$smoke_out/transport-$t-20-10.json" || {
     echo "bench.sh smoke run: $t did not deliver every message (see $smoke_out/)" >&2
     exit 1
   }
@@ -59,12 +69,13 @@ done
 # ranges in its summary), against the bare write loop: every run delivers everything (~40 s).
 step "compare.sh, smoke run (tickcast and bare, 2 rounds)"
 cargo build --release --locked -p peer-bare
-compare_out="target/compare-smoke"
+compare_out="$target/compare-smoke"
 rm -rf "$compare_out"
-BENCH_BIN="$PWD/target/release" BENCH_OUT="$compare_out" scripts/compare.sh smoke --servers tickcast,bare
+BENCH_BIN="$(release_bin)" BENCH_OUT="$compare_out" scripts/compare.sh smoke --servers tickcast,bare
 for s in tickcast bare; do
-  [ "$(grep -c "^| $s | .*| 100.0 % |" "$compare_out/summary.md")" = 3 ] || {
-    echo "compare.sh smoke run: $s did not deliver every message in all three workloads (see $compare_out/)" >&2
+  runs=("$compare_out"/*-"$s"-r[12].json)
+  { [ "${#runs[@]}" = 6 ] && python3 scripts/lib/lgresult.py all-delivered "${runs[@]}"; } || {
+    echo "compare.sh smoke run: $s did not deliver every message in all three workloads, both rounds (see $compare_out/)" >&2
     exit 1
   }
 done
@@ -76,8 +87,8 @@ grep -q "medians of 2 rounds" "$compare_out/summary.md" || {
 # The capacity and tuning-sweep scripts at tiny scale: every phase and setting starts, and
 # their reports and calibration are written (about 20 s each).
 step "capacity.sh and sweep.sh, smoke runs"
-BENCH_BIN="$PWD/target/release" scripts/capacity.sh smoke
-BENCH_BIN="$PWD/target/release" scripts/sweep.sh smoke
+BENCH_BIN="$(release_bin)" scripts/capacity.sh smoke
+BENCH_BIN="$(release_bin)" scripts/sweep.sh smoke
 
 # The light shootout peers (Node ws, Socket.IO): each starts and every message reaches a few
 # clients (installed from npm when missing). SHOOTOUT_SMOKE=0 skips it.

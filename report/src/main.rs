@@ -26,16 +26,17 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Latency by percentile (HdrHistogram's plot: x = 1/(1-p) on a log axis, 50% .. 99.99%),
-    /// one line per NAME=FILE. FILE is a `--percentiles` file of tickcast-loadgen (or any
-    /// HdrHistogram percentile distribution, values in ms), or its `--json` result (a run, or
-    /// the steps of ramp / saturate --search: the best passing step).
+    /// one line per NAME=FILE. FILE is a `--percentiles` file of tickcast-loadgen (`.hgrm`, or
+    /// any HdrHistogram percentile distribution, values in ms), or its `--json` result (a run,
+    /// or the steps of ramp / saturate --search: the best passing step).
     PlotLatency {
         /// The SVG to write.
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value = "Latency by percentile", allow_hyphen_values = true)]
         title: String,
-        /// Logarithmic latency axis.
+        /// Logarithmic latency axis (needed where milliseconds and seconds share a plot, such as
+        /// WebSocket beside 1 s polling).
         #[arg(long)]
         log_y: bool,
         /// JSON inputs: the histogram to plot (default: the scenario's main one: latency for
@@ -45,6 +46,18 @@ enum Command {
         /// NAME=FILE, one per line drawn.
         #[arg(required = true, value_name = "NAME=FILE")]
         series: Vec<String>,
+    },
+    /// The value at one quantile of a `--json` result's histogram, in µs: for the figures its
+    /// summary does not carry (the summary has p50, p90, p99, p99.9, p99.99 and max).
+    Percentile {
+        /// The quantile, 0..1 (0.95 for p95).
+        #[arg(long)]
+        at: f64,
+        /// The histogram (default: the run's main one, summary.main_histogram).
+        #[arg(long)]
+        hist: Option<String>,
+        /// One run's `--json` result (a ramp's step on its own).
+        file: PathBuf,
     },
     /// Lines through x:y points, one per NAME=x1:y1,x2:y2,...
     PlotXy {
@@ -133,6 +146,13 @@ fn main() -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             plot::latency(&out, &title, &dists, log_y)?;
             println!("wrote {}", out.display());
+        }
+        Command::Percentile { at, hist, file } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let us = percentiles::quantile_us(&text, hist.as_deref(), at)
+                .with_context(|| format!("in {}", file.display()))?;
+            println!("{us:.3}");
         }
         Command::PlotXy { out, title, x_label, y_label, log_x, log_y, series } => {
             let series = series.iter().map(|s| plot::parse_series(s)).collect::<anyhow::Result<Vec<_>>>()?;

@@ -1,7 +1,9 @@
 //! Latency distributions: HdrHistogram's percentile-distribution text (what
-//! `tickcast-loadgen --percentiles FILE` writes, values in milliseconds, and what wrk2 or the
-//! Java HdrHistogram print), or a histogram taken straight from the load generator's `--json`
-//! result (`totals.hists.<name>`, HdrHistogram V2 in base64, values in nanoseconds).
+//! `tickcast-loadgen --percentiles FILE.hgrm` writes, values in milliseconds, and what wrk2 or
+//! the Java HdrHistogram print), or a histogram taken straight from the load generator's
+//! `--json` result: the rows from `totals.hists.<name>` (HdrHistogram V2 in base64, values in
+//! nanoseconds), the figures a legend quotes (p99, max, count) from `summary.histograms.<name>`
+//! (µs), which the load generator computed once.
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -138,8 +140,12 @@ fn footer_fields(footer: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The histogram a result file's scenario reports on (as the load generator's `main_metric`).
-fn main_metric(result: &Value) -> &'static str {
+/// The histogram a result file reports on: the summary's `main_histogram`, else (results
+/// written before the summary) the scenario's, as the load generator's `main_metric`.
+fn main_metric(result: &Value) -> &str {
+    if let Some(name) = result.pointer("/summary/main_histogram").and_then(Value::as_str) {
+        return name;
+    }
     match result.pointer("/plan/scenario").and_then(Value::as_str) {
         Some("echo") => "rtt",
         Some("idle" | "connect") => "handshake",
@@ -147,30 +153,79 @@ fn main_metric(result: &Value) -> &'static str {
     }
 }
 
-/// A `--json` result: one run (`{"plan":..,"totals":{"hists":{..}}}`), or the steps of `ramp` /
-/// `saturate --search` (`[{"ok":true,"deliveries_per_second":..,"result":{..}}, ...]`), of which
-/// the best passing step is taken (as the load generator's own `--percentiles` does).
-pub fn from_json(text: &str, hist: Option<&str>) -> anyhow::Result<Distribution> {
-    let value: Value = serde_json::from_str(text).context("not JSON")?;
-    let result = match &value {
-        Value::Array(steps) => steps
-            .iter()
-            .filter(|s| s.get("ok").and_then(Value::as_bool) == Some(true))
-            .max_by(|a, b| {
-                let dps = |s: &Value| s.get("deliveries_per_second").and_then(Value::as_f64).unwrap_or(0.0);
-                dps(a).total_cmp(&dps(b))
-            })
-            .and_then(|s| s.get("result"))
-            .context("no passing step in this ramp/search result")?,
-        other => other,
-    };
+/// The run a `--json` document stands for: the document itself (one run), or the best passing
+/// step of a ramp / `saturate --search` (as the load generator's own `--percentiles` takes):
+/// the step its summary names (`{"summary":{"verdict":{"best_step":N}},"steps":[..]}`; each
+/// step also carries the search's verdict, `step.ok`), or in older files the best of
+/// `[{"ok":..,"deliveries_per_second":..,"result":{..}}]`.
+fn select_run(value: &Value) -> anyhow::Result<&Value> {
+    const NONE: &str = "no passing step in this ramp/search result";
+    match value {
+        Value::Array(steps) => {
+            best(steps, "/ok", "/deliveries_per_second").and_then(|s| s.get("result")).context(NONE)
+        }
+        other => match other.get("steps").and_then(Value::as_array) {
+            Some(steps) => match other.pointer("/summary/verdict/best_step") {
+                Some(Value::Null) => anyhow::bail!(NONE),
+                Some(index) => index
+                    .as_u64()
+                    .and_then(|i| steps.get(usize::try_from(i).ok()?))
+                    .context("summary.verdict.best_step names no step"),
+                None => best(steps, "/step/ok", "/summary/messages/deliveries_per_s").context(NONE),
+            },
+            None => Ok(other),
+        },
+    }
+}
+
+/// The step that passed (`passed` is true there) with the most deliveries/s (at `rate`).
+fn best<'a>(steps: &'a [Value], passed: &str, rate: &str) -> Option<&'a Value> {
+    let dps = |s: &Value| s.pointer(rate).and_then(Value::as_f64).unwrap_or(0.0);
+    steps
+        .iter()
+        .filter(|s| s.pointer(passed).and_then(Value::as_bool) == Some(true))
+        .max_by(|a, b| dps(a).total_cmp(&dps(b)))
+}
+
+/// The decoded histogram `name` (default: the run's main one) of a run, with its name.
+fn histogram<'a>(result: &'a Value, hist: Option<&'a str>) -> anyhow::Result<(&'a str, Histogram<u64>)> {
     let name = hist.unwrap_or_else(|| main_metric(result));
     let encoded = result
         .pointer(&format!("/totals/hists/{name}"))
         .and_then(Value::as_str)
         .with_context(|| format!("no histogram totals.hists.{name}"))?;
-    let h = decode(encoded)?;
-    Ok(distribution(&h))
+    Ok((name, decode(encoded)?))
+}
+
+/// A `--json` result (one run, or a ramp / search: its best passing step) as a distribution:
+/// rows from the histogram, p99, max and count from the summary where it has them.
+pub fn from_json(text: &str, hist: Option<&str>) -> anyhow::Result<Distribution> {
+    let value: Value = serde_json::from_str(text).context("not JSON")?;
+    let result = select_run(&value)?;
+    let (name, h) = histogram(result, hist)?;
+    let mut d = distribution(&h);
+    if let Some(figures) = result.pointer(&format!("/summary/histograms/{name}")) {
+        let ms = |key: &str| figures.get(key).and_then(Value::as_f64).map(|us| us / 1000.0);
+        d.p99_ms = ms("p99_us").or(d.p99_ms);
+        d.max_ms = ms("max_us").unwrap_or(d.max_ms);
+        d.total_count = figures.get("count").and_then(Value::as_u64).unwrap_or(d.total_count);
+    }
+    Ok(d)
+}
+
+/// The value (µs) at quantile `q` (0..=1) of one run's histogram: the figures the summary does
+/// not carry (p95 for the shootout's SLO), by the same HdrHistogram lookup the load generator
+/// uses for the ones it does.
+pub fn quantile_us(text: &str, hist: Option<&str>, q: f64) -> anyhow::Result<f64> {
+    anyhow::ensure!((0.0..=1.0).contains(&q), "quantile {q} outside 0..1");
+    let value: Value = serde_json::from_str(text).context("not JSON")?;
+    anyhow::ensure!(
+        !value.is_array() && value.get("steps").is_none(),
+        "a ramp or search result: pass one step's result"
+    );
+    let (name, h) = histogram(&value, hist)?;
+    anyhow::ensure!(!h.is_empty(), "histogram {name} is empty");
+    Ok(h.value_at_quantile(q) as f64 / 1000.0)
 }
 
 /// Base64 HdrHistogram V2 (or V2 + deflate) -> histogram of nanoseconds.
@@ -298,5 +353,69 @@ mod tests {
         let steps = format!(r#"[{{"ok":true,"deliveries_per_second":10,"result":{}}}]"#, run(&plain));
         assert_eq!(from_json(&steps, None).unwrap().total_count, 10_000);
         assert!(from_json("[]", None).is_err());
+    }
+
+    /// A schema-2 result (a ramp's step: `ok` is the search's verdict on it): rows from the
+    /// histogram, the legend's figures from the summary.
+    fn run2(h: &str, ok: bool, dps: f64, p99_us: f64) -> String {
+        format!(
+            r#"{{"schema":2,"summary":{{"scenario":"rate","passed":true,"main_histogram":"latency",
+                "messages":{{"deliveries_per_s":{dps}}},
+                "histograms":{{"latency":{{"count":10000,"p99_us":{p99_us},"max_us":10000.0}}}}}},
+              "totals":{{"hists":{{"latency":"{h}","rtt":"{h}"}}}},
+              "step":{{"ok":{ok},"rate":{dps},"clients":1}}}}"#
+        )
+    }
+
+    fn encoded() -> String {
+        let mut bytes = Vec::new();
+        V2Serializer::new().serialize(&hist(), &mut bytes).unwrap();
+        STANDARD.encode(&bytes)
+    }
+
+    #[test]
+    fn reads_the_summary_of_a_schema_2_result() {
+        let h = encoded();
+        let d = from_json(&run2(&h, true, 10.0, 9_876.0), None).unwrap();
+        // p99 is the summary's figure (µs -> ms), not recomputed from the rows.
+        assert_eq!(d.p99(), Some(9.876));
+        assert_eq!(d.max_ms, 10.0);
+        assert_eq!(d.total_count, 10_000);
+        assert!((4.99..=5.01).contains(&d.at(0.5).unwrap()));
+        // Another histogram than the main one: no summary figures for it in this file, so
+        // they come from the histogram itself.
+        let rtt = from_json(&run2(&h, true, 10.0, 9_876.0), Some("rtt")).unwrap();
+        assert!((9.89..=9.91).contains(&rtt.p99().unwrap()));
+    }
+
+    #[test]
+    fn takes_the_best_passing_step_of_a_schema_2_ramp() {
+        let h = encoded();
+        let steps =
+            [run2(&h, true, 10.0, 1_000.0), run2(&h, true, 20.0, 2_000.0), run2(&h, false, 30.0, 3_000.0)];
+        let ramp = |verdict: &str| {
+            format!(
+                r#"{{"schema":2,"summary":{{"scenario":"ramp"{verdict}}},"steps":[{}]}}"#,
+                steps.join(",")
+            )
+        };
+        // The step the load generator's verdict names, else the best step it passed.
+        assert_eq!(from_json(&ramp(r#","verdict":{"best_step":0}"#), None).unwrap().p99(), Some(1.0));
+        assert_eq!(from_json(&ramp(""), None).unwrap().p99(), Some(2.0));
+        assert!(from_json(&ramp(r#","verdict":{"best_step":null}"#), None).is_err(), "no step passed");
+        assert!(from_json(&ramp(r#","verdict":{"best_step":7}"#), None).is_err());
+        let failed = format!(r#"{{"schema":2,"summary":{{}},"steps":[{}]}}"#, run2(&h, false, 1.0, 1.0));
+        assert!(from_json(&failed, None).is_err());
+    }
+
+    #[test]
+    fn quantiles_from_the_histogram() {
+        let h = encoded();
+        let p95 = quantile_us(&run2(&h, true, 1.0, 1.0), None, 0.95).unwrap();
+        assert!((9_490.0..=9_510.0).contains(&p95), "p95 {p95} us");
+        assert!(quantile_us(&run2(&h, true, 1.0, 1.0), None, 1.5).is_err());
+        assert!(quantile_us(&run2(&h, true, 1.0, 1.0), Some("handshake"), 0.5).is_err());
+        let ramp = format!(r#"{{"schema":2,"summary":{{}},"steps":[{}]}}"#, run2(&h, true, 1.0, 1.0));
+        assert!(quantile_us(&ramp, None, 0.5).is_err(), "a ramp needs one step");
     }
 }

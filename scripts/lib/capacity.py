@@ -6,7 +6,6 @@ report.md and the SVG plots (with tickcast-report).
     capacity.py OUT_DIR MODE TICKCAST_REPORT_BIN SLO
 """
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -32,21 +31,22 @@ def idle_runs(out):
     for p in sorted(out.glob("idle-*-t*.json")):
         if p.name.endswith(".slab.json"):
             continue
-        r = lr.load(p)
+        doc = lr.read(p)
+        if doc is None:
+            continue
+        s = doc["summary"]
         threads = int(p.stem.rsplit("-t", 1)[1])
-        s = r.get("server") or {}
-        before, held = s.get("before"), s.get("held")
-        opened = r["totals"]["counters"]["connected"]
-        clients = r["plan"]["clients"]["count"]
-        row = {"file": p.name, "clients": clients, "held": opened, "threads": threads,
-               "loadgen_processes": r["plan"]["workers"], "warnings": r.get("warnings") or []}
-        if before and held and opened:
-            row["rss_before_bytes"] = before["rss_bytes"]
-            row["rss_held_bytes"] = held["rss_bytes"]
-            row["rss_per_connection"] = (held["rss_bytes"] - before["rss_bytes"]) / opened
+        server = s.get("server") or {}
+        opened = (s.get("connections") or {}).get("opened") or 0
+        row = {"file": p.name, "clients": s["clients"], "held": opened, "threads": threads,
+               "loadgen_processes": (s.get("loadgen") or {}).get("workers"), "warnings": s.get("warnings") or []}
+        if server.get("rss_held_bytes") is not None and opened:
+            row["rss_before_bytes"] = server["rss_before_bytes"]
+            row["rss_held_bytes"] = server["rss_held_bytes"]
+            row["rss_per_connection"] = server["rss_per_connection_bytes"]
             # Both ends of every loopback connection are in this machine's kernel: half is the
             # server's.
-            row["tcp_mem_per_connection"] = (held.get("tcp_mem_bytes", 0) - before.get("tcp_mem_bytes", 0)) / opened / 2
+            row["tcp_mem_per_connection"] = (server.get("tcp_mem_per_connection_bytes") or 0.0) / 2
         slab = p.with_name(p.stem + ".slab.json")
         if slab.exists() and opened:
             sj = json.loads(slab.read_text())
@@ -64,16 +64,22 @@ def http_runs(out):
     return rows
 
 
+def step_row(doc):
+    """One ramp step (a whole result document with the search's `step` verdict) as a table row."""
+    s, v = doc["summary"], lr.step(doc)
+    return {"rate": v.get("rate") or 0.0, "clients": v.get("clients", s["clients"]),
+            "offered_per_s": (v.get("rate") or 0.0) * v.get("clients", s["clients"]),
+            "deliveries_per_s": (s.get("messages") or {}).get("deliveries_per_s") or 0.0,
+            "delivered_ratio": v.get("delivered_ratio") or 0.0,
+            "p50_ms": lr.latency_ms(s, "p50"), "p99_ms": lr.latency_ms(s, "p99"), "max_ms": lr.latency_ms(s, "max"),
+            "server_util": lr.server_share(s), "loadgen_util": (s.get("loadgen") or {}).get("busy_share") or 0.0,
+            "busy": lr.busy(s), "cpu_per_delivery_s": lr.cpu_per_delivery_s(s), "ok": bool(v.get("ok")),
+            "reason": v.get("reason")}
+
+
 def ramp(out):
-    steps = lr.load(out / "ramp.json")
-    rows = []
-    for s in steps:
-        f = lr.figures(s["result"])
-        rows.append({"rate": s["rate"], "clients": s["clients"], "offered_per_s": s["rate"] * s["clients"],
-                     "deliveries_per_s": f["deliveries_per_s"], "delivered_ratio": s["delivered_ratio"],
-                     "p50_ms": s["p50_ns"] / 1e6, "p99_ms": s["p99_ns"] / 1e6, "max_ms": s["max_ns"] / 1e6,
-                     "server_util": f["server_util"], "loadgen_util": f["loadgen_util"],
-                     "cpu_per_delivery_s": f["cpu_per_delivery_s"], "ok": s["ok"], "reason": s.get("reason")})
+    steps = lr.steps(lr.load(out / "ramp.json"))
+    rows = [step_row(st) for st in steps]
     good = [r for r in rows if r["ok"]]
     best = max(good, key=lambda r: r["deliveries_per_s"]) if good else None
     failed = next((r for r in rows if not r["ok"]), None)
@@ -82,22 +88,42 @@ def ramp(out):
         server_limited = False
     else:
         stop = failed["reason"] or "failed"
-        server_limited = "load generator" not in stop
+        # A step that failed while the load generator was busy does not show the server's limit.
+        server_limited = not failed["busy"]
     return steps, rows, best, stop, server_limited
 
 
 def cost(out, name):
-    p = out / f"{name}.json"
-    if not p.exists():
+    """One cost run's figures from its summary, or None when it left no result."""
+    doc = lr.read(out / f"{name}.json")
+    if doc is None:
         return None
-    result = lr.load(p)
-    f = lr.figures(result, out / f"{name}.txt")
-    f["other_server"], f["other_loadgen"] = lr.other_work(out, name, result)
-    f["pct"] = lr.percentiles(out / f"{name}.pct")
-    f["p50_ms"], f["p99_ms"] = lr.at(f["pct"], 0.5), lr.at(f["pct"], 0.99)
-    f["file"] = p.name
+    s = doc["summary"]
+    m, server = s.get("messages") or {}, s.get("server") or {}
+    f = {"file": f"{name}.json", "clients": s["clients"], "size": s.get("message_bytes"),
+         "rate": lr.planned(doc)["per_second"], "published": m.get("published") or 0,
+         "delivered": m.get("delivered") or 0, "deliveries_per_s": m.get("deliveries_per_s") or 0.0,
+         "requests": (s.get("requests") or {}).get("count") or 0,
+         "server_cpu_s": server.get("cpu_s"), "server_util": lr.server_share(s),
+         "cpu_per_delivery_s": lr.cpu_per_delivery_s(s),
+         "received_bytes_per_delivery": (s.get("wire") or {}).get("received_bytes_per_delivery"),
+         "loadgen_util": (s.get("loadgen") or {}).get("busy_share") or 0.0,
+         "p50_ms": lr.latency_ms(s, "p50"), "p99_ms": lr.latency_ms(s, "p99"), "warnings": s.get("warnings") or []}
+    f["other_server"], f["other_loadgen"] = lr.other_work(out, name, s)
     f["metrics"] = lr.metrics(out / f"{name}.metrics.json")
     return f
+
+
+def storm_figures(out):
+    s = lr.summary(out / "storm.json")
+    c = s.get("connections") or {}
+    return {"clients": s["clients"], "connected": c.get("opened") or 0,
+            "connect_s": (s.get("durations_s") or {}).get("connect") or 0.0,
+            "connects_per_s": c.get("opened_per_s"), "busy": lr.busy(s),
+            "loadgen_util": (s.get("loadgen") or {}).get("busy_share") or 0.0,
+            "connect_p99_ms": lr.latency_ms(s, "p99", "connect"),
+            "handshake_p99_ms": lr.latency_ms(s, "p99", "handshake"),
+            "other": lr.other_work(out, "storm", s)}
 
 
 def slope(points):
@@ -111,17 +137,6 @@ def slope(points):
     return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
 
 
-def txt_row(path, hist):
-    """p50/p99/max of one histogram row of the load generator's text table."""
-    if not Path(path).exists():
-        return {}
-    for line in Path(path).read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and cells[0] == hist and len(cells) >= 8:
-            return {"p50": cells[2], "p99": cells[4], "max": cells[7]}
-    return {}
-
-
 def contention(f):
     """A note for an input measured while other processes took part of the server's core."""
     share = f.get("other_server") if f else None
@@ -132,6 +147,12 @@ def contention(f):
 
 
 def inp(value, unit, at, src, bytes_=None, note=None):
+    if value is None and unit == "CPU-s":
+        # The summary has no CPU per delivery when the server's CPU read zero ticks (a run
+        # shorter than the clock's resolution, as in smoke mode): plan needs a number.
+        value = 0.0
+        note = "; ".join(n for n in (note, "not measured: the server's CPU in this run was below the clock's "
+                                             "resolution (summary figure null), taken as 0") if n)
     d = {"value": value, "unit": unit, "at": at, "from": src}
     if bytes_ is not None:
         d["bytes"] = bytes_
@@ -153,23 +174,21 @@ def main():
     http = http_runs(out)
     steps, ramp_rows, best, stop, server_limited = ramp(out)
     ramp_other = lr.other_work(out, "ramp")[0]
-    ws_runs = sorted((p.stem for p in out.glob("cost-ws-*.json") if re.fullmatch(r"cost-ws-\d+\.json", p.name)),
+    ws_runs = sorted((p.stem for p in out.glob("cost-ws-*.json") if p.stem[len("cost-ws-"):].isdigit()),
                      key=lambda n: int(n.rsplit("-", 1)[1]))
     costs = {n: cost(out, n) for n in ws_runs + ["cost-sse", "cost-longpoll", "cost-poll", "cost-publish"]}
-    storm_result = lr.load(out / "storm.json")
-    storm = lr.figures(storm_result)
-    storm_other = lr.other_work(out, "storm", storm_result)
-    storm_rows = {h: txt_row(out / "storm.txt", h) for h in ("connect", "handshake")}
+    storm = storm_figures(out)
 
     # --- calibration -------------------------------------------------------------------------
     ws128 = costs["cost-ws-128"]
-    load_at = lambda f: f"{f['clients']} clients x {f['published'] / f['duration_s']:.0f} msg/s"  # noqa: E731
+    load_at = lambda f: f"{f['clients']} clients x {f['rate'] or 0:.0f} msg/s"  # noqa: E731
     sizes = [(int(n.rsplit("-", 1)[1]), f["cpu_per_delivery_s"]) for n, f in costs.items()
              if n.startswith("cost-ws-") and f and f["cpu_per_delivery_s"] is not None]
     b = max(0.0, slope(sizes))
     inputs = {}
     inputs["ws_cpu_s_per_delivery"] = inp(ws128["cpu_per_delivery_s"], "CPU-s", load_at(ws128) + ", 128 B",
-                                          f"{src}/cost-ws-128.json: server CPU / deliveries", 128, contention(ws128))
+                                          f"{src}/cost-ws-128.json: summary.server.cpu_s_per_million_deliveries",
+                                          128, contention(ws128))
     inputs["cpu_s_per_byte"] = inp(b, "CPU-s", "WebSocket, " + ", ".join(f"{s} B" for s, _ in sizes),
                                    f"{src}/cost-ws-*.json: least-squares slope of CPU per delivery over size",
                                    note="; ".join(n for n in (["clamped at 0"] if slope(sizes) < 0 else [])
@@ -178,19 +197,22 @@ def main():
     for t in ("sse", "longpoll"):
         f = costs[f"cost-{t}"]
         inputs[f"{t}_cpu_s_per_delivery"] = inp(f["cpu_per_delivery_s"], "CPU-s", load_at(f) + ", 128 B",
-                                                f"{src}/cost-{t}.json: server CPU / deliveries", 128, contention(f))
+                                                f"{src}/cost-{t}.json: summary.server.cpu_s_per_million_deliveries",
+                                                128, contention(f))
     poll = costs["cost-poll"]
     per_req = poll["server_cpu_s"] / poll["requests"] if poll["requests"] else None
     inputs["poll_cpu_s_per_request"] = inp(
         per_req, "CPU-s", load_at(poll) + f", 128 B, 1 s poll interval ({poll['delivered'] / max(poll['requests'], 1):.1f} messages per answer)",
-        f"{src}/cost-poll.json: server CPU / poll requests", note=contention(poll))
+        f"{src}/cost-poll.json: summary.server.cpu_s / summary.requests.count", note=contention(poll))
     pub = costs["cost-publish"]
     inputs["cpu_s_per_publish"] = inp(pub["server_cpu_s"] / max(pub["published"], 1), "CPU-s",
-                                      f"1 subscriber, {pub['published'] / pub['duration_s']:.0f} HTTP publishes/s",
-                                      f"{src}/cost-publish.json: server CPU / publishes (its one delivery included)",
+                                      f"1 subscriber, {pub['rate'] or 0:.0f} HTTP publishes/s",
+                                      f"{src}/cost-publish.json: summary.server.cpu_s / publishes (its one delivery included)",
                                       note=contention(pub))
-    inputs["wire_overhead_bytes"] = inp(ws128["bytes_received"] / max(ws128["received"], 1) - 128, "B",
-                                        "WebSocket frame + JSON envelope", f"{src}/cost-ws-128.json: bytes received / messages - 128")
+    overhead = ws128["received_bytes_per_delivery"]
+    inputs["wire_overhead_bytes"] = inp(overhead - 128 if overhead is not None else None, "B",
+                                        "WebSocket frame + JSON envelope",
+                                        f"{src}/cost-ws-128.json: summary.wire.received_bytes_per_delivery - 128")
     big = max((r for r in idle if r.get("rss_per_connection") is not None), key=lambda r: r["held"], default=None)
     one = next((r for r in idle if r["threads"] == 1 and r.get("rss_before_bytes")), None)
     if one:
@@ -223,11 +245,11 @@ def main():
     inputs["connections_per_worker"] = inp(min(nofile, 20000), "connections", "",
                                            "configuration: a ring's direct-descriptor table is capped at RLIMIT_NOFILE "
                                            f"({nofile} here)")
-    storm_rate = storm["connected"] / storm["connect_s"] if storm["connect_s"] else None
+    storm_rate = storm["connects_per_s"]
     inputs["connects_per_s_per_core"] = inp(
         storm_rate, "connections/s", f"{storm['connected']} WebSocket connections opened unpaced",
-        f"{src}/storm.json: connections / connect time",
-        note=("the load generator was busy: a lower bound" if lr.loadgen_busy(storm) else None))
+        f"{src}/storm.json: summary.connections.opened_per_s",
+        note=("the load generator was busy: a lower bound" if storm["busy"] else None))
     if best:
         lg_note = ("; the load generator was above 85 % of its core at this step: it may have been the limit"
                    if best["loadgen_util"] > 0.85 else "")
@@ -237,14 +259,14 @@ def main():
         inputs["slo_deliveries_per_s_per_core"] = inp(
             best["deliveries_per_s"], "deliveries/s",
             f"p99 <= {slo}, {best['clients']} subscribers x {best['rate']:.0f} msg/s, 128 B",
-            f"{src}/ramp.json: last passing step (delivered / measured duration)", 128, note)
+            f"{src}/ramp.json: last passing step (summary.messages.deliveries_per_s)", 128, note)
     calibration = {"schema": SCHEMA, "machine": m.get("machine", "?"), "commit": m.get("commit", ""),
                    "date": m.get("date", ""), "run": src, "noise": noise_text, "inputs": inputs}
     (out / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
 
     summary = {"mode": mode, "machine": m, "noise": noise, "idle": idle, "http": http, "ramp": ramp_rows,
                "ramp_stop": stop, "costs": {k: {kk: vv for kk, vv in v.items() if kk != "pct"} for k, v in costs.items() if v},
-               "storm": storm, "storm_percentiles": storm_rows}
+               "storm": storm}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     # --- plots -------------------------------------------------------------------------------
@@ -254,8 +276,8 @@ def main():
     plot("plot-xy", "--out", str(out / "ramp-p99.svg"), "--title",
          f"Ramp: {ramp_rows[0]['clients']} WebSocket subscribers, 128 B, one server core",
          "--x-label", "offered deliveries/s", "--y-label", "latency (ms)", "--",
-         "p99=" + ",".join(f"{r['offered_per_s']:.0f}:{r['p99_ms']:.3f}" for r in ramp_rows),
-         "p50=" + ",".join(f"{r['offered_per_s']:.0f}:{r['p50_ms']:.3f}" for r in ramp_rows))
+         "p99=" + ",".join(f"{r['offered_per_s']:.0f}:{r['p99_ms'] or 0:.3f}" for r in ramp_rows),
+         "p50=" + ",".join(f"{r['offered_per_s']:.0f}:{r['p50_ms'] or 0:.3f}" for r in ramp_rows))
     plot("plot-xy", "--out", str(out / "ramp-cpu.svg"), "--title", "Ramp: CPU of each side (100 % = one core)",
          "--x-label", "offered deliveries/s", "--y-label", "CPU (% of one core)", "--",
          "server=" + ",".join(f"{r['offered_per_s']:.0f}:{(r['server_util'] or 0) * 100:.1f}" for r in ramp_rows),
@@ -263,16 +285,17 @@ def main():
     tmp = out / "tmp-steps"
     tmp.mkdir(exist_ok=True)
     specs = []
-    for i, s in enumerate(steps):
+    for i, (step, row) in enumerate(zip(steps, ramp_rows)):
         p = tmp / f"step-{i}.json"
-        p.write_text(json.dumps(s["result"]))
-        specs.append(f"{s['rate'] * s['clients'] / 1000:.0f}k/s{'' if s['ok'] else ' (failed)'}={p}")
+        p.write_text(json.dumps(step))
+        specs.append(f"{row['offered_per_s'] / 1000:.0f}k/s{'' if row['ok'] else ' (failed)'}={p}")
     plot("plot-latency", "--out", str(out / "ramp-latency.svg"), "--title",
          "Ramp: delivery latency by step (offered deliveries/s)", "--", *specs)
     shutil.rmtree(tmp)
-    specs = [f"{n[5:]}={out / (n + '.pct')}" for n, f in costs.items() if f and n != "cost-publish"]
-    plot("plot-latency", "--out", str(out / "cost-latency.svg"), "--title",
-         f"Delivery latency, {ws128['clients']} subscribers x {ws128['published'] / ws128['duration_s']:.0f} msg/s",
+    specs = [f"{n[5:]}={out / (n + '.hgrm')}" for n, f in costs.items() if f and n != "cost-publish"]
+    # WebSocket's milliseconds beside 1 s polling: a log axis keeps every line readable.
+    plot("plot-latency", "--log-y", "--out", str(out / "cost-latency.svg"), "--title",
+         f"Delivery latency, {ws128['clients']} subscribers x {ws128['rate'] or 0:.0f} msg/s",
          "--", *specs)
     xy = ["ws=" + ",".join(f"{r['held']}:{r['rss_per_connection']:.0f}" for r in idle if r.get("rss_per_connection") is not None)]
     for kind in ("sse", "longpoll"):
@@ -286,9 +309,10 @@ def main():
     r = [f"# Capacity of one tickcast core ({out.name}, {mode})", ""]
     r += [f"- {k}: {v}" for k, v in m.items()]
     r += [f"- noise: {noise_text}", ""]
-    r += ["Server pinned to one core (`taskset`), the load generator to the other. Deliveries/s are "
-          "delivered messages / the measured duration (the load generator's own figure also counts "
-          "its 1 s tail). Server CPU per delivery = the server's CPU-seconds during the run / deliveries.", ""]
+    r += ["Server pinned to one core (`taskset`), the load generator to the other. Every figure is the load "
+          "generator's (the `summary` of each run's JSON): deliveries/s are delivered messages / the measured "
+          "seconds; server CPU per delivery = the server's CPU-seconds of the measured phase and the drain "
+          "after it / deliveries.", ""]
     r += ["## Idle WebSocket connections", "",
           lr.table(["connections held", "server workers", "load generator processes", "RSS / conn",
                     "kernel slab / conn (server half)", "socket buffers / conn", "warnings"],
@@ -315,8 +339,8 @@ def main():
     busy_from = next((x for x in ramp_rows if x["loadgen_util"] > 0.85), None)
     if busy_from:
         r += [f"\\* The load generator used more than 85 % of its core over the measured phase from "
-              f"{busy_from['deliveries_per_s']:,.0f} deliveries/s on (its own warning divides by the run including "
-              "its 1 s tail, so it did not fire): from there on it may have been the limit, not the server.", ""]
+              f"{busy_from['deliveries_per_s']:,.0f} deliveries/s on (summary.loadgen.busy_share): from there on "
+              "it may have been the limit, not the server.", ""]
     if best:
         r += [f"Highest passing step: **{best['deliveries_per_s']:,.0f} deliveries/s** at p99 {lr.ms(best['p99_ms'])} "
               f"(server core {lr.pct(best['server_util'])} busy). The ramp stopped because: {stop}."
@@ -330,7 +354,7 @@ def main():
           lr.table(["run", "subscribers x msg/s", "size", "deliveries/s", "p50", "p99", "server CPU",
                     "CPU / delivery", "CPU / request", "frames / send", "load generator CPU",
                     "other work on server / load generator core", "warnings"],
-                   [[n[5:], f"{f['clients']} x {f['published'] / f['duration_s']:.0f}",
+                   [[n[5:], f"{f['clients']} x {f['rate'] or 0:.0f}",
                      f"{f.get('size', '')}", f"{f['deliveries_per_s']:,.0f}", lr.ms(f["p50_ms"]), lr.ms(f["p99_ms"]),
                      lr.pct(f["server_util"]), lr.us(f["cpu_per_delivery_s"]),
                      lr.us(f["server_cpu_s"] / f["requests"]) if n in ("cost-poll", "cost-longpoll") and f["requests"] and f["server_cpu_s"] else "-",
@@ -342,9 +366,9 @@ def main():
     r += ["## Connection storm", "",
           f"{storm['connected']:,} of {storm['clients']:,} WebSocket connections opened unpaced in "
           f"{storm['connect_s']:.2f} s: **{storm_rate or 0:,.0f} connections/s** on one server core "
-          f"(load generator {lr.pct(storm['loadgen_util'])} busy; other processes took {lr.pct(storm_other[0])} of the "
-          f"server's core); TCP connect p99 {storm_rows['connect'].get('p99', '-')}, "
-          f"handshake p99 {storm_rows['handshake'].get('p99', '-')}.", ""]
+          f"(load generator {lr.pct(storm['loadgen_util'])} busy; other processes took {lr.pct(storm['other'][0])} of the "
+          f"server's core); TCP connect p99 {lr.ms(storm['connect_p99_ms'])}, "
+          f"handshake p99 {lr.ms(storm['handshake_p99_ms'])}.", ""]
     r += ["## Calibration (results/capacity-calibration.json)", "",
           lr.table(["input", "value", "unit", "measured at", "from"],
                    [[k, f"{v['value']:.4g}" if v["value"] is not None else "-", v["unit"], v["at"], v["from"]]

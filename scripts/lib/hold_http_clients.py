@@ -14,14 +14,17 @@ import json
 import socket
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import procfs  # noqa: E402
 
 
 def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    rss = procfs.rss_kib(pid)
+    if rss is None:
+        raise RuntimeError(f"no VmRSS for {pid} (the server is gone)")
+    return rss
 
 
 def metric(port, name):

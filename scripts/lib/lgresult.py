@@ -1,96 +1,181 @@
-"""Figures from tickcast-loadgen's --json results and --percentiles files (stdlib only), shared by
-scripts/lib/capacity.py and scripts/lib/sweep.py.
+"""Reads tickcast-loadgen's `--json` results (schema 2, documented key by key in docs/loadgen.md)
+for every script and report helper (stdlib only).
 
-Rates and CPU shares are per second of the *configured* measured phase (plan.stop.duration).
-The server's CPU per delivery counts the drain after the phase too (drain_cpu_seconds): the
-deliveries counted include the ones made then.
+Every figure comes from the result's `summary`, computed once by the load generator: latency
+percentiles from `summary.histograms.<name>` (µs), deliveries/s from `summary.messages`, CPU per
+delivery from `summary.server`, warnings by their `kind`. Nothing here parses the load
+generator's printed report. What this module adds is formatting (ms, %, tables) and the few
+figures the summary does not carry (marked "not in the summary" where they are made).
 
     lgresult.py other-work OUT NAME     prints the share of the server's core other processes
                                         took during run NAME (0..1), for the scripts' reruns
+    lgresult.py all-delivered FILE...   exit 0 when every result delivered every expected
+                                        message (and some were expected); one line per file
 """
 import json
-import re
+import statistics
+import sys
 from pathlib import Path
 
+SCHEMA = 2
+# A load generator above this share of its threads' CPU may have been the limit itself.
+BUSY_SHARE = 0.85
+# Short forms of the warning kinds (summary.warnings[].kind) for table cells; the full message
+# goes in the notes under a table.
+SHORT = {
+    "loadgen_busy": "LOAD GENERATOR BUSY",
+    "connect_failed": "connections failed",
+    "cut_off": "connections cut off",
+    "delivery_behind": "delivery fell behind",
+    "malformed": "malformed messages",
+    "publish_refused": "publishes refused",
+    "silent_loss": "SILENT LOSS",
+    "unstamped_receives": "unstamped receives",
+    "sends_late": "sends late",
+}
+
+
+class ResultError(ValueError):
+    """A file that is not a schema-2 result of the load generator."""
+
+
+# ------------------------------------------------------------------------------ reading
 
 def load(path):
-    return json.loads(Path(path).read_text())
+    """The whole result document of one `--json` file (a run, or a ramp with `steps`)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except ValueError as e:
+        raise ResultError(f"{path}: not JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("summary"), dict):
+        raise ResultError(f"{path}: not a tickcast-loadgen result of schema {SCHEMA} (no `summary`)")
+    return doc
 
 
-def duration_s(result):
-    d = result["plan"]["stop"]["duration"]
-    return d["secs"] + d["nanos"] / 1e9
+def read(path):
+    """load(), or None when the file is missing or is not a result (a run that failed)."""
+    try:
+        return load(path)
+    except (OSError, ResultError):
+        return None
 
 
-def figures(result, txt=None):
-    """The figures every table uses, from one run's result (a dict)."""
-    c = result["totals"]["counters"]
-    loss = result.get("loss") or {}
-    server = result.get("server") or {}
-    run = result.get("run_seconds") or 0.0
-    dur = duration_s(result) or run
-    delivered = loss.get("delivered", 0)
-    cpu = server.get("cpu_seconds")
-    f = {
-        "clients": result["plan"]["clients"]["count"],
-        "size": result["plan"]["workload"].get("message_bytes"),
-        "connected": c["connected"],
-        "duration_s": dur,
-        "run_s": run,
-        "delivered": delivered,
-        "deliveries_per_s": delivered / dur if dur else 0.0,
-        "published": c.get("publish_ok", 0),
-        "received": c["messages_received"],
-        "bytes_received": c["bytes_received"],
-        "requests": c.get("requests", 0),
-        "gap_announced": c.get("gap_announced", 0),
-        "disconnected": c.get("disconnected", 0),
-        "server_cpu_s": cpu,
-        "cpu_per_delivery_s": ((cpu + (server.get("drain_cpu_seconds") or 0.0)) / delivered
-                               if cpu is not None and delivered else None),
-        # The measured phase's CPU over its configured length.
-        "server_util": cpu / dur if cpu is not None and dur else None,
-        # A connect storm has no measured phase: its whole wall time counts.
-        "loadgen_util": ((result.get("loadgen_run_cpu_seconds") or 0.0) / dur if run > 0.05 and dur else
-                         (result.get("loadgen_cpu_seconds") or 0.0) / (result.get("wall_seconds") or 1.0)),
-        "warnings": result.get("warnings") or [],
-        "connect_s": result.get("connect_seconds") or 0.0,
-    }
-    if txt and Path(txt).exists():
-        m = re.search(r"delivered (\d+) of (\d+) expected", Path(txt).read_text())
-        if m:
-            f["expected"] = int(m.group(2))
-    return f
+def summary(path):
+    """The `summary` of one result file (the common case)."""
+    return load(path)["summary"]
 
 
-def loadgen_busy(f):
-    return any(w.startswith("LOAD GENERATOR WAS BUSY") for w in f["warnings"]) or f["loadgen_util"] > 0.85
+def steps(doc):
+    """A ramp's steps, each a whole result document (with its own `summary`, and `step`: the
+    search's verdict on it), in order."""
+    return doc.get("steps") or []
 
 
-def percentiles(path):
-    """[(value_ms, percentile)] of a --percentiles file."""
-    rows = []
-    if not Path(path).exists():
-        return rows
-    for line in Path(path).read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and not line.startswith("#"):
-            try:
-                rows.append((float(parts[0]), float(parts[1])))
-            except ValueError:
-                pass
-    return rows
+def step(doc):
+    """The search's verdict on one step: {rate, clients, ok, reason, delivered_ratio}. (A step's
+    own summary has no thresholds: the search judges it, and says so here.)"""
+    return doc.get("step") or {}
 
 
-def at(rows, p):
-    """The value (ms) at percentile p (0..1) of percentiles() rows, or None."""
-    for v, q in rows:
-        if q >= p:
-            return v
-    return rows[-1][0] if rows else None
+def planned(doc):
+    """What the run was asked to do that the summary does not say: the publish schedule of the
+    plan (messages per second of a fixed rate, the window of a saturated run)."""
+    schedule = (((doc.get("plan") or {}).get("workload") or {}).get("schedule")) or {}
+    return {"per_second": schedule.get("per_second"), "window": schedule.get("window"),
+            "saturated": schedule.get("kind") == "windowed"}
 
+
+# ------------------------------------------------------------------------------ figures
+
+def hist(s, name=None):
+    """One histogram's figures (count, min_us, ..., max_us); the run's main one by default;
+    {} when the run recorded none of that name."""
+    return (s.get("histograms") or {}).get(name or s.get("main_histogram") or "latency") or {}
+
+
+def latency_ms(s, key, name=None):
+    """A latency figure in milliseconds: key "p50", "p99", "p99_9", "max", ... of a histogram;
+    None when the run has no such figure."""
+    v = hist(s, name).get(f"{key}_us")
+    return None if v is None else v / 1000.0
+
+
+def delivered_ratio(s):
+    m = s.get("messages") or {}
+    return m["delivered"] / m["expected"] if m.get("expected") else None
+
+
+def all_delivered(s):
+    """Every expected message delivered, some expected, no connection lost on the way."""
+    m, c = s.get("messages") or {}, s.get("connections") or {}
+    return bool(m.get("expected")) and m.get("delivered") == m["expected"] and not (
+        c.get("failed_tcp") or c.get("failed_handshake"))
+
+
+def cpu_per_delivery_s(s):
+    """The server's CPU-seconds per delivery (measured phase and drain), or None."""
+    v = (s.get("server") or {}).get("cpu_s_per_million_deliveries")
+    return None if v is None else v / 1e6
+
+
+def server_share(s):
+    """The server's CPU over the measured phase as a share of one core (not in the summary)."""
+    server, measured = s.get("server") or {}, (s.get("durations_s") or {}).get("measured")
+    cpu = server.get("cpu_s")
+    return cpu / measured if cpu is not None and measured else None
+
+
+def round_trips(s):
+    """Echo: round trips completed, their rate, and the server's CPU-seconds per million of them
+    (echo has no deliveries: its round trips are the messages received back)."""
+    m = s.get("messages") or {}
+    return (m.get("received") or 0, m.get("received_per_s"),
+            (s.get("server") or {}).get("cpu_s_per_million_received"))
+
+
+def kinds(s):
+    return [w.get("kind") for w in s.get("warnings") or []]
+
+
+def busy(s):
+    """The load generator said it was busy, or used more than BUSY_SHARE of its threads."""
+    return "loadgen_busy" in kinds(s) or ((s.get("loadgen") or {}).get("busy_share") or 0) > BUSY_SHARE
+
+
+def short_warning(w):
+    return SHORT.get(w.get("kind"), w.get("kind") or "warning")
+
+
+def short_warnings(s):
+    return "; ".join(short_warning(w) for w in s.get("warnings") or [])
+
+
+def full_warnings(s):
+    return "; ".join(w.get("message") or w.get("kind", "") for w in s.get("warnings") or [])
+
+
+def failed_thresholds(s):
+    return [t for t in s.get("thresholds") or [] if not t.get("passed")]
+
+
+def verdict(s):
+    """Why a run (or ramp step) did not pass, or None when it passed: the thresholds it broke,
+    else a busy load generator (inconclusive)."""
+    if s.get("passed", True) and not failed_thresholds(s):
+        return None
+    failed = [f"{t['name']} {fmt_value(t.get('value'), t.get('unit'))} over the limit "
+              f"{fmt_value(t.get('limit'), t.get('unit'))}" for t in failed_thresholds(s)]
+    if failed:
+        return "; ".join(failed)
+    if busy(s):
+        return "the load generator was busy: inconclusive"
+    return "failed"
+
+
+# ------------------------------------------------------------------------------ formatting
 
 def ms(v):
+    """Milliseconds for the capacity and sweep reports."""
     if v is None:
         return "-"
     if v >= 100:
@@ -98,6 +183,27 @@ def ms(v):
     if v >= 1:
         return f"{v:.2f} ms"
     return f"{v * 1000:.0f} µs"
+
+
+def fmt_value(v, unit):
+    if v is None:
+        return "-"
+    if unit == "us":
+        return fmt_ms(v / 1000.0)
+    return f"{v:g}{' ' + unit if unit else ''}"
+
+
+def fmt_ms(v):
+    """Milliseconds as the summary and shootout tables print them."""
+    if v is None:
+        return "-"
+    if v >= 1000:
+        return f"{v / 1000:.2f} s"
+    if v >= 100:
+        return f"{v:.0f} ms"
+    if v >= 10:
+        return f"{v:.1f} ms"
+    return f"{v:.2f} ms"
 
 
 def us(seconds):
@@ -108,6 +214,16 @@ def pct(x):
     return "-" if x is None else f"{x * 100:.0f} %"
 
 
+def num(v, spec=",.0f", unit=""):
+    return "-" if v is None else f"{v:{spec}}{unit}"
+
+
+def median(values):
+    """The median of the values that are not None, or None."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
 def table(header, rows):
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
     for r in rows:
@@ -115,14 +231,24 @@ def table(header, rows):
     return "\n".join(out) + "\n"
 
 
+# ------------------------------------------------------------------------------ run directories
+
 def noise(out):
     p = Path(out) / "noise.txt"
     return p.read_text().strip().splitlines() if p.exists() else []
 
 
 def load_range(lines):
-    """'load average 1.2 3.4 5.6' lines -> (lowest, highest) 1-minute load average."""
-    loads = [float(m.group(1)) for m in (re.search(r"load average ([\d.]+)", l) for l in lines) if m]
+    """noise.py's 'PHASE: load average 1.2 3.4 5.6; ...' lines -> (lowest, highest) 1-minute
+    load average (our own lines, not the load generator's)."""
+    loads = []
+    for line in lines:
+        _, found, rest = line.partition("load average ")
+        if found and rest.split():
+            try:
+                loads.append(float(rest.split()[0].rstrip(";")))
+            except ValueError:
+                pass
     return (min(loads), max(loads)) if loads else (None, None)
 
 
@@ -135,16 +261,6 @@ def metrics(path):
 def frames_per_send(m):
     sends = m.get("tickcast_sends_total")
     return f"{m.get('tickcast_frames_sent_total', 0) / sends:.2f}" if sends else "-"
-
-
-def short_warning(w):
-    """The load generator's warnings, shortened for a table cell."""
-    m = re.match(r"([\d.]+)% of sends left more than 1 ms", w)
-    if m:
-        return f"{m.group(1)} % of sends > 1 ms late"
-    if w.startswith("LOAD GENERATOR WAS BUSY"):
-        return "LOAD GENERATOR BUSY"
-    return w if len(w) <= 80 else w[:77] + "..."
 
 
 def noise_summary(lines):
@@ -178,10 +294,10 @@ def quiet_summary(out):
     return text + " (quiet.txt)"
 
 
-def other_work(out, name, result=None):
+def other_work(out, name, s=None):
     """(server core, load generator core): the share of each pinned core that went to other
     processes during a run, from the cpu_snapshot.py lines around it; None when unknown. The
-    load generator's own CPU comes from its result (all its processes)."""
+    load generator's own CPU comes from its summary `s` (all its processes)."""
     p = Path(out) / f"{name}.cpu.jsonl"
     if not p.exists():
         return None, None
@@ -191,23 +307,41 @@ def other_work(out, name, result=None):
     a, b = lines[0], lines[-1]
     hz = a.get("hz", 100)
     cpus = list(a["cpus"])
+
     def share(cpu, own_ticks):
-        busy = b["cpus"][cpu][0] - a["cpus"][cpu][0]
+        busy_ticks = b["cpus"][cpu][0] - a["cpus"][cpu][0]
         total = b["cpus"][cpu][1] - a["cpus"][cpu][1]
-        return max(0.0, (busy - own_ticks) / total) if total > 0 else None
+        return max(0.0, (busy_ticks - own_ticks) / total) if total > 0 else None
+
     server = None
     if a.get("pid_ticks") is not None and b.get("pid_ticks") is not None and cpus:
         server = share(cpus[0], b["pid_ticks"] - a["pid_ticks"])
     loadgen = None
-    if isinstance(result, dict) and len(cpus) > 1 and cpus[1] != cpus[0]:
-        loadgen = share(cpus[1], (result.get("loadgen_cpu_seconds") or 0.0) * hz)
+    if s is not None and len(cpus) > 1 and cpus[1] != cpus[0]:
+        loadgen = share(cpus[1], ((s.get("loadgen") or {}).get("cpu_s") or 0.0) * hz)
     return server, loadgen
 
 
-if __name__ == "__main__":
-    import sys
-    if sys.argv[1:2] == ["other-work"]:
-        out, name = sys.argv[2], sys.argv[3]
-        p = Path(out) / f"{name}.json"
-        server, _ = other_work(out, name, load(p) if p.exists() else None)
+def main(argv):
+    if argv[:1] == ["other-work"] and len(argv) == 3:
+        out, name = argv[1], argv[2]
+        doc = read(Path(out) / f"{name}.json")
+        server, _ = other_work(out, name, doc["summary"] if doc else None)
         print(f"{server:.3f}" if server is not None else "0")
+        return 0
+    if argv[:1] == ["all-delivered"] and len(argv) > 1:
+        ok = True
+        for path in argv[1:]:
+            doc = read(path)
+            m = (doc or {}).get("summary", {}).get("messages") or {}
+            good = doc is not None and all_delivered(doc["summary"])
+            ok &= good
+            print(f"{path}: delivered {m.get('delivered', '-')} of {m.get('expected', '-')} expected"
+                  f"{'' if good else ' FAILED'}")
+        return 0 if ok else 1
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

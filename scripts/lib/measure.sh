@@ -70,13 +70,11 @@ note_noise() {
 
 # Builds (unless BENCH_BIN is set) the server, the load generator and the report tool.
 build_bins() {
-  if [ -n "${BENCH_BIN:-}" ]; then
-    BIN="$BENCH_BIN"
-  else
+  if [ -z "${BENCH_BIN:-}" ]; then
     echo "==> building (release): tickcast, tickcast-loadgen, tickcast-report"
     cargo build --release --locked -p tickcast-server -p tickcast-loadgen -p tickcast-report
-    BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
   fi
+  BIN="$(release_bin)"
   local b missing=()
   for b in tickcast tickcast-loadgen tickcast-report; do
     [ -x "$BIN/$b" ] || missing+=("$BIN/$b")

@@ -13,48 +13,24 @@ the kernel throttles every TCP socket, ours included; the line then starts with 
 import os
 import sys
 import time
+from pathlib import Path
 
-
-def cpu_times():
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("cpu") and line[3].isdigit():
-                parts = line.split()
-                vals = list(map(int, parts[1:]))
-                idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-                out[parts[0]] = (sum(vals), idle)
-    return out
-
-
-def proc_times():
-    out = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        out[pid] = (comm, int(fields[11]) + int(fields[12]))
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import procfs  # noqa: E402
 
 
 def main():
     phase = sys.argv[1] if len(sys.argv) > 1 else "now"
     window = float(sys.argv[sys.argv.index("--window") + 1]) if "--window" in sys.argv else 0.5
-    c0, p0 = cpu_times(), proc_times()
+    c0, p0 = procfs.cpu_times(), procfs.all_pid_ticks()
     time.sleep(window)
-    c1, p1 = cpu_times(), proc_times()
+    c1, p1 = procfs.cpu_times(), procfs.all_pid_ticks()
     busy = []
-    for cpu in sorted(c1, key=lambda c: int(c[3:])):
-        total = c1[cpu][0] - c0[cpu][0]
-        idle = c1[cpu][1] - c0[cpu][1]
-        busy.append(f"{cpu} {100 * (total - idle) / total:.0f} %" if total else f"{cpu} ?")
-    hz = os.sysconf("SC_CLK_TCK")
+    for cpu in sorted(c1, key=int):
+        total = c1[cpu][1] - c0[cpu][1]
+        busy_ticks = c1[cpu][0] - c0[cpu][0]
+        busy.append(f"cpu{cpu} {100 * busy_ticks / total:.0f} %" if total else f"cpu{cpu} ?")
+    hz = procfs.clk_tck()
     procs = []
     for pid, (comm, t) in p1.items():
         if pid in p0 and pid != str(os.getpid()):
@@ -63,15 +39,11 @@ def main():
                 procs.append((share, comm))
     procs.sort(reverse=True)
     busiest = ", ".join(f"{comm} {share:.0f} %" for share, comm in procs[:4]) or "none above 5 %"
-    with open("/proc/net/sockstat") as f:
-        tcp = next(line for line in f if line.startswith("TCP:")).split()
-    pages = int(tcp[tcp.index("mem") + 1])
-    with open("/proc/sys/net/ipv4/tcp_mem") as f:
-        _, pressure, limit = map(int, f.read().split())
+    pages = procfs.sockstat_tcp()["mem"]
+    _, pressure, limit = procfs.tcp_mem_pages()
     mib = lambda p: p * 4096 / 2**20  # noqa: E731
     tcp_note = f"kernel TCP memory {mib(pages):.1f} MiB (pressure at {mib(pressure):.0f} MiB, limit {mib(limit):.0f} MiB)"
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
+    load = " ".join(procfs.loadavg())
     warn = "WARNING: kernel TCP memory past the pressure threshold, every socket is throttled; " if pages >= pressure else ""
     print(f"{phase}: {warn}load average {load}; CPU busy {', '.join(busy)}; busiest: {busiest}; {tcp_note}")
 

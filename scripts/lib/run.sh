@@ -2,6 +2,14 @@
 # also on Ctrl-C), free ports, pinned servers, the machine description.
 # Expects: $out (output directory), $SERVER_CPU, $LOADGEN_CPU, $BIN (binaries).
 
+# The directory of the release binaries, as an absolute path: BENCH_BIN when it is set, else
+# cargo's own (CARGO_TARGET_DIR honoured, relative to the checkout like cargo takes it).
+release_bin() {
+  local dir="${BENCH_BIN:-${CARGO_TARGET_DIR:-target}/release}"
+  case "$dir" in /*) ;; *) dir="$PWD/$dir" ;; esac
+  echo "$dir"
+}
+
 pids=()
 cleanup() {
   local pid

@@ -3,24 +3,26 @@
 
   shootout.py smoke-check RUN_JSON NAME
       exit 0 when a smoke run delivered every expected message (and some were expected)
-  shootout.py steps RAMP_JSON PREFIX LOADGEN SLO_P95_MS STEP
-      for every step of a `tickcast-loadgen ramp --json` file: PREFIX-<clients>.pct (the step's
-      latency percentiles, written by `tickcast-loadgen merge`) and PREFIX-<clients>.step.json
-      (its figures, p95 included). STEP > 0: prints the clients of the next step to run for the
+  shootout.py steps RAMP_JSON PREFIX REPORT_TOOL SLO_P95_MS STEP
+      for every step of a `tickcast-loadgen ramp --json` file: PREFIX-<clients>.result.json (the
+      step's result) and PREFIX-<clients>.step.json (its figures; p95, which the summary does not
+      carry, from the step's latency histogram by `tickcast-report percentile`). STEP > 0: prints
+      the clients of the next step to run for the
       p95 SLO (when the ramp stopped on its p99 SLO alone and that step's p95 was within the p95
       SLO), or nothing. STEP = 0 (a one-step ramp): prints "pass" or "fail" for the p95 SLO.
   shootout.py report RAW_DIR MD JSON "PEERS..." [SVG LOADGEN_REPORT_TOOL]
       results/shootout.md and .json from the raw runs (and the SVG plot when a tool is given)
 """
 import json
-import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lgresult as lr  # noqa: E402
+
 DELIVERED_MIN = 0.99  # as the load generator's ramp (loadgen/src/search.rs)
-BUSY = "LOAD GENERATOR WAS BUSY"
 # What the load generator speaks to the stacks that are not plain WebSocket (scripts/shootout.sh,
 # peer_args).
 PROTOCOL_NOTES = {
@@ -41,55 +43,7 @@ def read_json(path):
         return None
 
 
-def pct_value(pct_path, q):
-    """Value (ms) at quantile q of an HdrHistogram percentile file: the first row at or past q."""
-    try:
-        lines = Path(pct_path).read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        cells = line.split()
-        if len(cells) >= 3:
-            try:
-                value, quantile = float(cells[0]), float(cells[1])
-            except ValueError:
-                continue
-            if quantile >= q - 1e-12:
-                return value
-    return None
-
-
-def hist_row(txt, name="latency"):
-    """p50, p90, p99, max (as printed) of one histogram row of the load generator's table."""
-    for line in txt.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and cells[0] == name and len(cells) >= 8:
-            return {"count": cells[1], "p50": cells[2], "p90": cells[3], "p99": cells[4], "max": cells[7]}
-    return {}
-
-
-def to_ms(text):
-    """'1.41ms' / '93.3µs' / '2.3s' / '80ns' -> milliseconds."""
-    m = re.fullmatch(r"([\d.]+)\s*(ns|µs|us|ms|s)", (text or "").strip())
-    if not m:
-        return None
-    return float(m.group(1)) * {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
-
-
-def fmt_ms(ms):
-    if ms is None:
-        return "-"
-    if ms >= 1000:
-        return f"{ms / 1000:.2f} s"
-    if ms >= 100:
-        return f"{ms:.0f} ms"
-    if ms >= 10:
-        return f"{ms:.1f} ms"
-    return f"{ms:.2f} ms"
-
-
-def fmt_num(v, spec=",.0f", unit=""):
-    return "-" if v is None else f"{v:{spec}}{unit}"
+fmt_ms, fmt_num = lr.fmt_ms, lr.num
 
 
 def delivery_totals(runs):
@@ -99,54 +53,64 @@ def delivery_totals(runs):
     return delivered, expected, (expected - delivered) / expected * 100 if expected else 0
 
 
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
+median = lr.median
 
 
 # ------------------------------------------------------------------------------ smoke-check
 
 def smoke_check(run_json, name):
-    data = read_json(run_json)
-    if not data:
+    doc = lr.read(run_json)
+    if not doc:
         print(f"    {name}: no result (see {run_json[:-5]}.txt)", file=sys.stderr)
         return 1
-    loss = data["loss"]
-    expected = loss["delivered"] + loss.get("missing", 0) + loss.get("tail_missing", 0)
-    c = data["totals"]["counters"]
-    ok = (expected > 0 and loss["delivered"] == expected and loss.get("duplicates", 0) == 0
-          and c.get("connect_failed", 0) == 0 and c.get("handshake_failed", 0) == 0)
-    clients = data["plan"]["clients"]["count"]
-    print(f"{name} smoke: {clients} clients, delivered {loss['delivered']} of {expected} expected"
+    s, loss = doc["summary"], doc.get("loss") or {}
+    m = s["messages"]
+    # Duplicates and reordering are not in the summary: the result's `loss` block has them.
+    ok = lr.all_delivered(s) and loss.get("duplicates", 0) == 0
+    print(f"{name} smoke: {s['clients']} clients, delivered {m['delivered']} of {m['expected']} expected"
           f" ({loss.get('reordered', 0)} reordered){'' if ok else ' FAILED'}")
     return 0 if ok else 1
 
 
 # ------------------------------------------------------------------------------ steps
 
-def step_figures(step, prefix, loadgen, slo_p95_ms, source):
-    clients = step["clients"]
+def percentile_ms(tool, result_json, q):
+    """The latency at quantile q of a result's histogram, by tickcast-report (µs there), in ms."""
+    try:
+        out = subprocess.run([tool, "percentile", "--at", str(q), result_json], capture_output=True, text=True,
+                             check=False)
+        return float(out.stdout.strip()) / 1000.0 if out.returncode == 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def p99_only(s, verdict):
+    """The search failed the step on its p99 SLO alone. The search judges, in order: delivery
+    (DELIVERED_MIN), refused publishes, p99, a busy load generator; with delivery, publishing
+    and the load generator fine, a failed step failed on p99."""
+    return (not verdict.get("ok") and (verdict.get("delivered_ratio") or 0.0) >= DELIVERED_MIN
+            and "publish_refused" not in lr.kinds(s) and not lr.busy(s))
+
+
+def step_figures(step, prefix, tool, slo_p95_ms, source):
+    s, verdict = step["summary"], lr.step(step)
+    clients = verdict.get("clients", s["clients"])
     base = f"{prefix}-{clients}"
-    Path(f"{base}.result.json").write_text(json.dumps(step["result"]))
-    pct = f"{base}.pct"
-    subprocess.run([loadgen, "merge", f"{base}.result.json", "--percentiles", pct],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    warnings = step["result"].get("warnings") or []
-    res = step["result"]
-    run = res.get("run_seconds") or 0
-    server_cpu = (res.get("server") or {}).get("cpu_seconds")
+    Path(f"{base}.result.json").write_text(json.dumps(step))
+    measured = (s.get("durations_s") or {}).get("measured")
+    server_cpu = (s.get("server") or {}).get("cpu_s")
     fig = {
-        "server_cpu_pct": server_cpu / run * 100 if server_cpu is not None and run else None,
-        "loadgen_cpu_pct": (res.get("loadgen_run_cpu_seconds") or 0) / run * 100 if run else None,
-        "cut_off": res["totals"]["counters"].get("disconnected", 0),
-        "clients": clients, "rate": step["rate"], "source": source,
-        "ok": step["ok"], "reason": step.get("reason"),
-        "delivered_ratio": step["delivered_ratio"],
-        "deliveries_per_second": step["deliveries_per_second"],
-        "p50_ms": step["p50_ns"] / 1e6, "p95_ms": pct_value(pct, 0.95),
-        "p99_ms": step["p99_ns"] / 1e6, "max_ms": step["max_ns"] / 1e6,
-        "busy": any(w.startswith(BUSY) for w in warnings),
-        "warnings": warnings,
+        "server_cpu_pct": server_cpu / measured * 100 if server_cpu is not None and measured else None,
+        "loadgen_cpu_pct": ((s.get("loadgen") or {}).get("busy_share") or 0) * 100,
+        "cut_off": (s.get("connections") or {}).get("cut_off") or 0,
+        "clients": clients, "rate": verdict.get("rate"), "source": source,
+        "ok": bool(verdict.get("ok")), "reason": verdict.get("reason"), "p99_only": p99_only(s, verdict),
+        "delivered_ratio": verdict.get("delivered_ratio") or 0.0,
+        "deliveries_per_second": (s.get("messages") or {}).get("deliveries_per_s") or 0.0,
+        "p50_ms": lr.latency_ms(s, "p50"), "p95_ms": percentile_ms(tool, f"{base}.result.json", 0.95),
+        "p99_ms": lr.latency_ms(s, "p99"), "max_ms": lr.latency_ms(s, "max"),
+        "busy": lr.busy(s),
+        "warnings": [w.get("message") or w.get("kind") for w in s.get("warnings") or []],
     }
     fig["p95_failure"] = p95_failure(fig, slo_p95_ms)
     fig["p95_pass"] = fig["p95_failure"] is None
@@ -154,18 +118,18 @@ def step_figures(step, prefix, loadgen, slo_p95_ms, source):
     return fig
 
 
-def steps(ramp_json, prefix, loadgen, slo_p95_ms, step):
-    data = read_json(ramp_json)
-    if not data:
+def steps(ramp_json, prefix, tool, slo_p95_ms, step):
+    doc = lr.read(ramp_json)
+    if not doc or not lr.steps(doc):
         print(f"no ramp result in {ramp_json}", file=sys.stderr)
         return 1 if step == 0 else 0
     source = "ramp" if step > 0 else "p95-step"
-    figs = [step_figures(s, prefix, loadgen, slo_p95_ms, source) for s in data]
+    figs = [step_figures(s, prefix, tool, slo_p95_ms, source) for s in lr.steps(doc)]
     last = figs[-1]
     if step == 0:
         print("pass" if last["p95_pass"] else "fail")
         return 0
-    if not last["ok"] and (last["reason"] or "").startswith("p99") and last["p95_pass"]:
+    if not last["ok"] and last["p99_only"] and last["p95_pass"]:
         print(last["clients"] + step)
     return 0
 
@@ -173,43 +137,37 @@ def steps(ramp_json, prefix, loadgen, slo_p95_ms, step):
 # ------------------------------------------------------------------------------ report
 
 def run_figures(raw, name):
-    """One rate or saturate run: what the table needs."""
-    data = read_json(raw / f"{name}.json")
-    if not data:
+    """One rate or saturate run: what the table needs, from its result's summary."""
+    doc = lr.read(raw / f"{name}.json")
+    if not doc:
         return None
-    txt = (raw / f"{name}.txt").read_text() if (raw / f"{name}.txt").exists() else ""
+    s, loss = doc["summary"], doc.get("loss") or {}
     env = read_json(raw / f"{name}.env.json") or {}
-    loss = data["loss"]
-    delivered = loss["delivered"]
-    m = re.search(r"delivered (\d+) of (\d+) expected", txt)
-    expected = int(m.group(2)) if m else delivered + loss.get("missing", 0) + loss.get("tail_missing", 0)
-    sus = re.search(r"sustained \(window \d+\): ([\d.]+) deliveries/s", txt)
-    h = hist_row(txt)
-    server = data.get("server") or {}
+    m, server = s["messages"], s.get("server") or {}
+    delivered, expected = m["delivered"], m["expected"]
+    plan = lr.planned(doc)
+    planned_s = (s.get("durations_s") or {}).get("planned")
+    scheduled = round(plan["per_second"] * planned_s) if plan["per_second"] and planned_s else None
     # Per delivery: the measured phase and the drain after it (deliveries made then count too).
-    cpu = server.get("cpu_seconds")
-    cpu = None if cpu is None else cpu + (server.get("drain_cpu_seconds") or 0.0)
-    clients = data["plan"]["clients"]["count"]
-    schedule = data["plan"]["workload"].get("schedule") or {}
-    duration = data["plan"]["stop"]["duration"]
-    scheduled = (round(schedule["per_second"] * (duration["secs"] + duration["nanos"] / 1e9))
-                 if schedule.get("kind") == "open" else None)
+    cpu = server.get("cpu_s")
+    cpu = None if cpu is None else cpu + (server.get("drain_cpu_s") or 0.0)
+    connections = s.get("connections") or {}
+    clients = s["clients"]
     fig = {
         "clients": clients,
-        "published": data["totals"].get("published"), "scheduled": scheduled,
+        "published": m.get("published"), "scheduled": scheduled,
         "delivered": delivered, "expected": expected,
         "loss": (expected - delivered) / expected if expected else None,
+        # Not in the summary: the result's `loss` block has them.
         "reordered": loss.get("reordered", 0), "duplicates": loss.get("duplicates", 0),
-        "p50_ms": to_ms(h.get("p50")), "p99_ms": to_ms(h.get("p99")), "max_ms": to_ms(h.get("max")),
-        "sustained_per_s": float(sus.group(1)) if sus else None,
-        "deliveries_per_s": delivered / data["run_seconds"] if data.get("run_seconds") else None,
+        "p50_ms": lr.latency_ms(s, "p50"), "p99_ms": lr.latency_ms(s, "p99"), "max_ms": lr.latency_ms(s, "max"),
+        "sustained_per_s": m.get("sustained_per_s"),
+        "deliveries_per_s": m.get("deliveries_per_s"),
         "server_cpu_s": cpu,
-        "cpu_per_m": cpu / delivered * 1e6 if cpu and delivered else None,
-        "connect_failed": data["totals"]["counters"].get("connect_failed", 0)
-        + data["totals"]["counters"].get("handshake_failed", 0),
-        "loadgen_cpu_pct": (data.get("loadgen_run_cpu_seconds") or 0) / data["run_seconds"] * 100
-        if data.get("run_seconds") else None,
-        "warnings": data.get("warnings") or [],
+        "cpu_per_m": server.get("cpu_s_per_million_deliveries"),
+        "connect_failed": (connections.get("failed_tcp") or 0) + (connections.get("failed_handshake") or 0),
+        "loadgen_cpu_pct": ((s.get("loadgen") or {}).get("busy_share") or 0) * 100,
+        "warnings": [w.get("message") or w.get("kind") for w in s.get("warnings") or []],
     }
     try:
         before = int((raw / f"{name}.rss-before").read_text())
@@ -225,10 +183,22 @@ def run_figures(raw, name):
                                   if fig["redis_cpu_s"] is not None and delivered else None)
         other = (env["server_core_busy_ticks"] - env["server_ticks"] - env["redis_ticks"]) / tck
         fig["other_on_server_core_pct"] = max(0.0, other / wall * 100)
-        lg = data.get("loadgen_cpu_seconds") or 0
+        lg = (s.get("loadgen") or {}).get("cpu_s") or 0
         fig["other_on_loadgen_core_pct"] = max(0.0, (env["loadgen_core_busy_ticks"] / tck - lg) / wall * 100)
         fig["server_core_busy_pct"] = env["server_core_busy_ticks"] / tck / wall * 100
     return fig
+
+
+def run_name(file_name):
+    """ROUND-SCENARIO-PEER.json (the runs of run_one in shootout.sh) -> (round, scenario, peer),
+    else None (env, step and result files beside them)."""
+    stem = file_name[:-len(".json")] if file_name.endswith(".json") else ""
+    r, _, rest = stem.partition("-")
+    for scenario in ("rate-1k", "saturate-1k", "rate-10k"):
+        peer = rest[len(scenario) + 1:] if rest.startswith(scenario + "-") else ""
+        if r.isdigit() and peer and "." not in peer:
+            return int(r), scenario, peer
+    return None
 
 
 class Bound:
@@ -331,10 +301,10 @@ def report(raw, md_path, json_path, peers, svg, tool):
 
     scenarios = {}
     for f in sorted(raw.glob("*-*-*.json")):
-        m = re.fullmatch(r"(\d+)-(rate-1k|saturate-1k|rate-10k)-([^.]+)\.json", f.name)
-        if not m:
+        run = run_name(f.name)
+        if not run:
             continue
-        r, scenario, peer = int(m.group(1)), m.group(2), m.group(3)
+        r, scenario, peer = run
         fig = run_figures(raw, f.name[:-5])
         if fig:
             scenarios.setdefault(scenario, {}).setdefault(peer, []).append((r, fig))
@@ -476,7 +446,7 @@ def report(raw, md_path, json_path, peers, svg, tool):
     w("Each step is a complete run (connect every client, measure, close). p99 ≤ 50 ms: the last")
     w("step that `tickcast-loadgen ramp --clients-step ... --slo-p99 50ms` passed (≥ 99 % delivered,")
     w("p99 within the SLO, load generator not busy). p95 ≤ 250 ms: `ramp` has no p95 SLO, so p95 is")
-    w("read from each step's latency histogram (`tickcast-loadgen merge --percentiles`), and where")
+    w("read from each step's latency histogram (`tickcast-report percentile --at 0.95`), and where")
     w("the ramp stopped on p99 alone the next steps ran one by one (`ramp --max-steps 1`) until p95")
     w("> 250 ms, < 99 % delivered or a busy load generator. ≥: the range ended (or the load generator")
     w("was the limit) first; <: the first step already failed. A single-process server holds at most")

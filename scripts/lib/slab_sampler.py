@@ -9,21 +9,17 @@ result. Socket structures (tcp_sock, inode, file) live in slab, not in /proc/net
 """
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import procfs  # noqa: E402
 
 
 def sample():
-    s = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            k, v = line.split(":", 1)
-            if k in ("Slab", "SUnreclaim", "MemAvailable"):
-                s[k.lower() + "_bytes"] = int(v.split()[0]) * 1024
-    with open("/proc/net/sockstat") as f:
-        for line in f:
-            if line.startswith("TCP:"):
-                parts = line.split()
-                s["tcp_inuse"] = int(parts[parts.index("inuse") + 1])
+    s = procfs.meminfo_bytes("Slab", "SUnreclaim", "MemAvailable")
+    s["tcp_inuse"] = procfs.sockstat_tcp()["inuse"]
     s["t"] = time.time()
     return s
 

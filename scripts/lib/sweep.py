@@ -22,26 +22,31 @@ TITLES = {
 
 
 def run(out, name):
-    p = out / f"{name}.json"
-    if not p.exists():
+    """One setting's figures from its result's summary (None when the run left no result)."""
+    doc = lr.read(out / f"{name}.json")
+    if doc is None:
         return None
-    result = lr.load(p)
-    f = lr.figures(result, out / f"{name}.txt")
-    f["other_server"], f["other_loadgen"] = lr.other_work(out, name, result)
-    rows = lr.percentiles(out / f"{name}.pct")
-    f["p50_ms"], f["p99_ms"] = lr.at(rows, 0.5), lr.at(rows, 0.99)
-    m = lr.metrics(out / f"{name}.metrics.json")
-    f["frames_per_send"] = (m["tickcast_frames_sent_total"] / m["tickcast_sends_total"]
-                            if m.get("tickcast_sends_total") else None)
-    f["recv_rearms"] = m.get("tickcast_recv_rearms_total")
-    f["dropped"] = m.get("tickcast_dropped_messages_total")
-    f["slow_closes"] = m.get("tickcast_slow_consumer_closes_total")
-    f["loop_turns"] = m.get("tickcast_loop_turns_total")
-    f["busy"] = lr.loadgen_busy(f)
-    # Echo: every round trip counts (received messages), not broadcast deliveries.
-    if f["delivered"] == 0 and f["received"]:
-        f["deliveries_per_s"] = f["received"] / f["duration_s"]
-        f["cpu_per_delivery_s"] = f["server_cpu_s"] / f["received"] if f["server_cpu_s"] is not None else None
+    s = doc["summary"]
+    m = s.get("messages") or {}
+    f = {"clients": s["clients"], "size": s.get("message_bytes"),
+         "duration_s": (s.get("durations_s") or {}).get("planned"),
+         "deliveries_per_s": m.get("deliveries_per_s"), "gap_announced": m.get("gap_announced"),
+         "p50_ms": lr.latency_ms(s, "p50"), "p99_ms": lr.latency_ms(s, "p99"),
+         "server_util": lr.server_share(s), "cpu_per_delivery_s": lr.cpu_per_delivery_s(s),
+         "loadgen_util": (s.get("loadgen") or {}).get("busy_share"),
+         "busy": lr.busy(s), "warnings": s.get("warnings") or []}
+    f["other_server"], f["other_loadgen"] = lr.other_work(out, name, s)
+    mx = lr.metrics(out / f"{name}.metrics.json")
+    f["frames_per_send"] = (mx["tickcast_frames_sent_total"] / mx["tickcast_sends_total"]
+                            if mx.get("tickcast_sends_total") else None)
+    f["recv_rearms"] = mx.get("tickcast_recv_rearms_total")
+    f["dropped"] = mx.get("tickcast_dropped_messages_total")
+    f["slow_closes"] = mx.get("tickcast_slow_consumer_closes_total")
+    f["loop_turns"] = mx.get("tickcast_loop_turns_total")
+    if s.get("scenario") == "echo":
+        # Echo counts round trips (the messages received back), not broadcast deliveries.
+        _, f["deliveries_per_s"], cpu_per_m = lr.round_trips(s)
+        f["cpu_per_delivery_s"] = cpu_per_m / 1e6 if cpu_per_m is not None else None
     return f
 
 
@@ -58,7 +63,8 @@ def combine(passes):
         c[k] = statistics.mean(vals) if vals else None
         c[k + "_all"] = vals
     c["busy"] = any(p["busy"] for p in passes)
-    c["warnings"] = sorted({w for p in passes for w in p["warnings"]})
+    # One of each kind over the passes (the same warning in every pass is one cell entry).
+    c["warnings"] = list({w.get("kind"): w for p in passes for w in p["warnings"]}.values())
     return c
 
 
@@ -75,7 +81,7 @@ def spread(c, key, fmt):
 
 def main():
     out, mode, report_bin = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    rows = list(csv.DictReader((out / "rows.tsv").open(), delimiter="\t"))
+    rows = list(csv.DictReader((out / "rows.tsv").read_text().splitlines(), delimiter="\t"))
     machine = (out / "machine.txt").read_text().strip().splitlines()
     noise = lr.noise(out)
     rounds = int(sys.argv[4])
@@ -87,8 +93,8 @@ def main():
     md += [f"- noise: {lr.noise_summary(noise)}" + (f"; {quiet}" if quiet else ""), ""]
     md += ["Every setting runs on a fresh server pinned to one core, the load generator pinned to the other, "
            "the same load for every setting of a sweep. deliveries/s = delivered (echo: round trips) / the "
-           "measured duration. CPU / delivery = the server's CPU-seconds during the run / deliveries (lower is "
-           "better). Frames / send, receive re-arms and drops come from the server's /metrics after the run. "
+           "measured seconds. CPU / delivery = the server's CPU-seconds of the measured phase and the drain after "
+           "it / deliveries (lower is better); every figure is the load generator's (each run's JSON `summary`). Frames / send, receive re-arms and drops come from the server's /metrics after the run. "
            f"{'Values are the mean of ' + str(rounds) + ' interleaved passes, each pass in brackets.' if rounds > 1 else 'One pass.'} "
            "A load generator above 85 % of its core (marked *) may itself have been the limit. \"Other work\" is the "
            "share of each pinned core that went to processes other than ours during the run (from /proc/stat): "
@@ -133,9 +139,9 @@ def main():
                          "lost to gap notices" if sweep != "echo" else "receive re-arms",
                          "load generator CPU", "other work on server / load generator core", "warnings"], table)]
         # Latency distributions of the first pass.
-        specs = [f"{r['label']}={out / (sweep + '-' + r['index'] + '-r1.pct')}" for r, c in results
-                 if c and (out / f"{sweep}-{r['index']}-r1.pct").exists()
-                 and lr.percentiles(out / f"{sweep}-{r['index']}-r1.pct")]
+        specs = [f"{r['label']}={out / (sweep + '-' + r['index'] + '-r1.hgrm')}" for r, c in results
+                 if c and (out / f"{sweep}-{r['index']}-r1.hgrm").exists()
+                 and (out / f"{sweep}-{r['index']}-r1.hgrm").stat().st_size]
         if specs:
             subprocess.run([report_bin, "plot-latency", "--out", str(out / f"{sweep}-latency.svg"), "--title",
                             f"{TITLES[sweep]}: latency", "--", *specs], check=True, stdout=subprocess.DEVNULL)

@@ -8,17 +8,10 @@ measured separately (cpu_snapshot.py).
 """
 import sys
 import time
+from pathlib import Path
 
-
-def busy():
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            parts = line.split()
-            if parts[0].startswith("cpu") and parts[0][3:].isdigit():
-                vals = list(map(int, parts[1:]))
-                out[parts[0][3:]] = (sum(vals) - vals[3] - vals[4], sum(vals))
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procfs import cpu_times as busy  # noqa: E402
 
 
 def main():
