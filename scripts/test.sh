@@ -117,10 +117,10 @@ if [ "${AUTOBAHN:-1}" != 0 ] && [ -x "$autobahn_dir/run.sh" ]; then
   fi
   cargo build --release --locked -p tickcast-server
   port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-  target/release/tickcast --listen "127.0.0.1:$port" --threads 1 --log warn &
+  "$(release_bin)/tickcast" --listen "127.0.0.1:$port" --threads 1 --log warn &
   server_pid=$!
   trap 'kill "$server_pid" 2>/dev/null || true' EXIT
-  "$autobahn_dir/run.sh" --fail-on FAILED,NON-STRICT,UNIMPLEMENTED --out "target/autobahn" \
+  "$autobahn_dir/run.sh" --fail-on FAILED,NON-STRICT,UNIMPLEMENTED --out "$target/autobahn" \
     "ws://127.0.0.1:$port/echo" "1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*"
   kill "$server_pid"
   wait "$server_pid" || { echo "tickcast did not exit cleanly after the suite" >&2; exit 1; }
