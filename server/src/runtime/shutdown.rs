@@ -33,14 +33,16 @@ impl Shutdown {
         self.deadline.is_some()
     }
 
-    /// The step for the shared shutdown `flag` at `now`.
-    pub fn step(&mut self, flag: u8, now: Instant, timeout: Duration) -> Step {
+    /// The step for the shared shutdown `flag`; `now` is read only while shutting down (the
+    /// loop calls this every turn).
+    pub fn step(&mut self, flag: u8, now: impl FnOnce() -> Instant, timeout: Duration) -> Step {
         if flag >= SHUTDOWN_NOW {
             return Step::Exit;
         }
         if flag < SHUTDOWN_GRACEFUL {
             return Step::Run;
         }
+        let now = now();
         match self.deadline {
             None => {
                 self.deadline = Some(now + timeout);
@@ -62,21 +64,21 @@ mod tests {
         let t0 = Instant::now();
         let timeout = Duration::from_secs(5);
         let mut s = Shutdown::default();
-        assert_eq!(s.step(SHUTDOWN_RUNNING, t0, timeout), Step::Run);
+        assert_eq!(s.step(SHUTDOWN_RUNNING, || panic!("the clock is read every turn"), timeout), Step::Run);
         assert!(!s.started());
-        assert_eq!(s.step(SHUTDOWN_GRACEFUL, t0, timeout), Step::Begin);
+        assert_eq!(s.step(SHUTDOWN_GRACEFUL, || t0, timeout), Step::Begin);
         assert!(s.started());
-        assert_eq!(s.step(SHUTDOWN_GRACEFUL, t0 + Duration::from_secs(1), timeout), Step::Wait);
-        assert_eq!(s.step(SHUTDOWN_GRACEFUL, t0 + Duration::from_millis(4999), timeout), Step::Wait);
-        assert_eq!(s.step(SHUTDOWN_GRACEFUL, t0 + timeout, timeout), Step::TimedOut);
+        assert_eq!(s.step(SHUTDOWN_GRACEFUL, || t0 + Duration::from_secs(1), timeout), Step::Wait);
+        assert_eq!(s.step(SHUTDOWN_GRACEFUL, || t0 + Duration::from_millis(4999), timeout), Step::Wait);
+        assert_eq!(s.step(SHUTDOWN_GRACEFUL, || t0 + timeout, timeout), Step::TimedOut);
     }
 
     #[test]
     fn a_second_signal_exits_at_once() {
         let t0 = Instant::now();
         let mut s = Shutdown::default();
-        assert_eq!(s.step(SHUTDOWN_NOW, t0, Duration::from_secs(5)), Step::Exit);
-        assert_eq!(s.step(SHUTDOWN_GRACEFUL, t0, Duration::from_secs(5)), Step::Begin);
-        assert_eq!(s.step(SHUTDOWN_NOW, t0, Duration::from_secs(5)), Step::Exit);
+        assert_eq!(s.step(SHUTDOWN_NOW, || t0, Duration::from_secs(5)), Step::Exit);
+        assert_eq!(s.step(SHUTDOWN_GRACEFUL, || t0, Duration::from_secs(5)), Step::Begin);
+        assert_eq!(s.step(SHUTDOWN_NOW, || t0, Duration::from_secs(5)), Step::Exit);
     }
 }

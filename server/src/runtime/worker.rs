@@ -299,7 +299,7 @@ impl Worker {
     /// Begins or continues shutdown; true when the worker should exit.
     fn check_shutdown(&mut self) -> bool {
         let flag = self.ctx.shared.shutdown.load(Ordering::Acquire);
-        match self.shutdown.step(flag, Instant::now(), self.ctx.config.shutdown_timeout) {
+        match self.shutdown.step(flag, Instant::now, self.ctx.config.shutdown_timeout) {
             Step::Run => false,
             Step::Exit => true,
             Step::TimedOut => {
