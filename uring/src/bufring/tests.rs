@@ -122,3 +122,11 @@ fn bad_sizes_are_refused() {
     assert!(BufRing::new(&ring.submitter(), BGID, 3, 64).is_err(), "not a power of two");
     assert!(BufRing::new(&ring.submitter(), BGID, 4, 0).is_err(), "empty buffers");
 }
+
+#[test]
+fn a_buffer_ring_can_move_to_its_thread() {
+    // The load generator builds its receiver before the thread that runs it starts.
+    fn assert_send<T: Send>() {}
+    assert_send::<BufRing>();
+    assert_send::<crate::recvmsg::TimestampHdr>();
+}
