@@ -24,8 +24,8 @@ pub mod io;
 pub mod lifecycle;
 pub mod transport;
 
-use io::{Goal, IoState, Wants};
-use lifecycle::{Gauge, TimerView};
+use io::IoState;
+use lifecycle::Gauge;
 use transport::Plain;
 
 /// Where a connection is in its life. Transitions happen only in this module (and
@@ -170,64 +170,6 @@ impl Conn {
     /// the slot's previous connection does not).
     pub fn is_current(&self, generation: u32) -> bool {
         self.in_use && self.generation == generation
-    }
-
-    /// What the connection wants from the ring now (the input of [`io::next_ops`]).
-    pub fn wants(&self) -> Wants {
-        let goal = match self.phase {
-            Phase::Teardown => Goal::Teardown,
-            Phase::Draining => Goal::Drain,
-            _ => Goal::Serve,
-        };
-        Wants { goal, output: !self.sendq.is_empty(), read: !self.read_paused && goal != Goal::Teardown }
-    }
-
-    /// Marks the connection for this turn's flush; true when the caller must put its slot on
-    /// the flush list (not listed yet, no send in flight: its completion lists it again).
-    #[inline]
-    pub fn mark_for_flush(&mut self) -> bool {
-        self.io.mark_for_flush()
-    }
-
-    /// Its timer state (the input of [`lifecycle::on_timer`]).
-    pub fn timer_view(&self) -> TimerView {
-        TimerView {
-            phase: self.phase,
-            deadline_tick: self.deadline_tick,
-            last_rx_tick: self.last_rx_tick,
-            ping_outstanding: self.ping_outstanding,
-        }
-    }
-
-    /// A send completed with `result` (bytes written, or `-errno`): the queue moves on, and
-    /// reading resumes once replies drained to half the limit. Returns the bytes written.
-    pub fn on_sent(&mut self, result: i32, send_queue_limit: usize) -> usize {
-        let Ok(written) = usize::try_from(result) else {
-            self.abort(); // EPIPE, ECONNRESET...: the peer is gone
-            return 0;
-        };
-        self.sendq.advance(written);
-        if self.read_paused && self.sendq.pending_bytes() <= send_queue_limit / 2 {
-            self.read_paused = false;
-        }
-        if self.phase == Phase::Teardown {
-            self.abort(); // drops the queue now that the kernel no longer reads it
-        }
-        written
-    }
-
-    /// Refuses a connection past the worker's limit: a 503 (retry in a second), then close.
-    pub fn refuse_over_capacity(&mut self) {
-        let mut out = Vec::with_capacity(160);
-        proto_http::write_response(
-            &mut out,
-            503,
-            &[("Retry-After", "1")],
-            b"server at connection limit\n",
-            false,
-        );
-        self.sendq.push_unbounded(out.into());
-        self.phase = Phase::Draining;
     }
 
     pub fn is_websocket(&self) -> bool {

@@ -11,6 +11,8 @@
 //!    late completion of a previous connection never reaches this state: its token's
 //!    generation no longer matches the slot's (`Conn::is_current`).
 
+use super::{Conn, Phase};
+
 /// The connection's multishot receive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Recv {
@@ -191,6 +193,43 @@ impl IoState {
             return true;
         }
         false
+    }
+}
+
+/// The connection's side: what it wants, and what a send completion does to it.
+impl Conn {
+    /// What the connection wants from the ring now (the input of [`next_ops`]).
+    pub fn wants(&self) -> Wants {
+        let goal = match self.phase {
+            Phase::Teardown => Goal::Teardown,
+            Phase::Draining => Goal::Drain,
+            _ => Goal::Serve,
+        };
+        Wants { goal, output: !self.sendq.is_empty(), read: !self.read_paused && goal != Goal::Teardown }
+    }
+
+    /// Marks the connection for this turn's flush; true when the caller must put its slot on
+    /// the flush list (not listed yet, no send in flight: its completion lists it again).
+    #[inline]
+    pub fn mark_for_flush(&mut self) -> bool {
+        self.io.mark_for_flush()
+    }
+
+    /// A send completed with `result` (bytes written, or `-errno`): the queue moves on, and
+    /// reading resumes once replies drained to half the limit. Returns the bytes written.
+    pub fn on_sent(&mut self, result: i32, send_queue_limit: usize) -> usize {
+        let Ok(written) = usize::try_from(result) else {
+            self.abort(); // EPIPE, ECONNRESET...: the peer is gone
+            return 0;
+        };
+        self.sendq.advance(written);
+        if self.read_paused && self.sendq.pending_bytes() <= send_queue_limit / 2 {
+            self.read_paused = false;
+        }
+        if self.phase == Phase::Teardown {
+            self.abort(); // drops the queue now that the kernel no longer reads it
+        }
+        written
     }
 }
 

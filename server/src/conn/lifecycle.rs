@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use super::Phase;
+use tickcast_protocol::http as proto_http;
+
+use super::{Conn, Phase};
 use crate::config::Config;
 
 /// The deadlines of every phase, in timer ticks (each at least one tick).
@@ -163,6 +165,33 @@ pub fn admit(t: &Timeouts, open: usize, max: usize) -> Admission {
         Admission::Refuse { deadline: t.close }
     } else {
         Admission::Serve { deadline: t.handshake }
+    }
+}
+
+/// The connection's side: its timer state, and the refusal past the limit.
+impl Conn {
+    /// Its timer state (the input of [`on_timer`]).
+    pub fn timer_view(&self) -> TimerView {
+        TimerView {
+            phase: self.phase,
+            deadline_tick: self.deadline_tick,
+            last_rx_tick: self.last_rx_tick,
+            ping_outstanding: self.ping_outstanding,
+        }
+    }
+
+    /// Refuses a connection past the worker's limit: a 503 (retry in a second), then close.
+    pub fn refuse_over_capacity(&mut self) {
+        let mut out = Vec::with_capacity(160);
+        proto_http::write_response(
+            &mut out,
+            503,
+            &[("Retry-After", "1")],
+            b"server at connection limit\n",
+            false,
+        );
+        self.sendq.push_unbounded(out.into());
+        self.phase = Phase::Draining;
     }
 }
 
