@@ -59,7 +59,7 @@ fn fan_out(c: &mut Criterion) {
                 // What the send completions do, untimed: the queues drain for the next round.
                 for slot in dirty.drain(..) {
                     let c = &mut conns[slot as usize];
-                    c.dirty = false;
+                    c.io.send = tickcast_server::conn::io::Send::Idle; // flushed
                     let n = c.sendq.pending_bytes();
                     c.sendq.advance(n);
                 }

@@ -607,8 +607,7 @@ fn is_parked(conns: &[Conn], p: &Parked) -> bool {
 type SubscribeError = Box<dyn Fn(Option<u64>) -> Control>;
 
 fn mark_dirty(conn: &mut Conn, slot: u32, dirty: &mut Vec<u32>) {
-    if !conn.sendq.is_empty() && !conn.dirty && !conn.send_inflight {
-        conn.dirty = true;
+    if !conn.sendq.is_empty() && conn.mark_for_flush() {
         dirty.push(slot);
     }
 }

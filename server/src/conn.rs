@@ -1,7 +1,8 @@
 //! The per-connection state machine: HTTP request -> WebSocket open (or an SSE stream, or a
 //! parked long-poll) -> closing -> draining -> teardown. Pure: it consumes received bytes and
-//! fills the connection's send queue; the worker turns its state into ring operations (see
-//! `runtime::worker::Worker::reconcile`).
+//! fills the connection's send queue. Its I/O state and the ops that follow from it are in
+//! [`io`], deadlines and timer policy in [`lifecycle`], the TLS seam in [`transport`]; the
+//! worker (`runtime::worker`) only carries their decisions out.
 
 use std::sync::Arc;
 
@@ -18,6 +19,14 @@ use crate::metrics::{self, WorkerStats};
 use crate::poll::PollRequest;
 use crate::publish::PublishGate;
 use crate::sendq::{FrameMeta, Offer, SendQueue, SlowConsumerPolicy};
+
+pub mod io;
+pub mod lifecycle;
+pub mod transport;
+
+use io::IoState;
+use lifecycle::Gauge;
+use transport::Plain;
 
 /// Where a connection is in its life. Transitions happen only in this module (and
 /// [`Conn::abort`], the worker's way to give up on a connection).
@@ -89,25 +98,19 @@ pub struct Conn {
     pub generation: u32,
     pub in_use: bool,
     pub phase: Phase,
-    /// A multishot receive is armed (its final completion has not arrived yet).
-    pub recv_armed: bool,
-    /// A send is in flight; its iovecs point into `sendq`, which must not change until it ends.
-    pub send_inflight: bool,
-    /// Queued in the worker's flush list for this loop turn.
-    pub dirty: bool,
-    pub shutdown_sent: bool,
-    pub cancel_sent: bool,
-    pub close_sent: bool,
+    /// What the connection has in flight on the ring (receive, send, close); the worker turns
+    /// it into ops with [`io::next_ops`].
+    pub io: IoState,
     /// A server ping awaits any sign of life.
     pub ping_outstanding: bool,
-    /// Completed the WebSocket handshake (counted in the WebSocket gauge until released).
-    pub upgraded: bool,
-    /// Became an SSE stream (counted in the SSE gauge until released).
-    pub sse: bool,
+    /// The gauge this connection is counted in until released (WebSocket or SSE).
+    pub gauge: Option<Gauge>,
     /// Replies backed up past the send-queue limit: stop receiving until they drain.
     pub read_paused: bool,
     /// Accepted on a listener bound to a loopback address (may publish without a token).
     pub loopback: bool,
+    /// Between the wire and the protocol (where TLS goes; a zero-sized pass-through today).
+    pub transport: Plain,
     /// Subscriptions (only `/ws` and `/sse` connections that subscribed have any).
     pub subs: Option<Box<ConnSubs>>,
     /// The long-poll being served (phase `LongPoll`).
@@ -116,8 +119,6 @@ pub struct Conn {
     pub park_epoch: u32,
     /// Operations parsed but not yet carried out (see [`Op`]).
     pub ops: Vec<Op>,
-    /// Index of the send buffer (msghdr + iovecs) in flight.
-    pub send_slot: u32,
     /// The one deadline that matters now (handshake, idle, pong or close); timer wheel entries
     /// that do not match it are stale.
     pub deadline_tick: u64,
@@ -134,22 +135,16 @@ impl Default for Conn {
             generation: 0,
             in_use: false,
             phase: Phase::Teardown,
-            recv_armed: false,
-            send_inflight: false,
-            dirty: false,
-            shutdown_sent: false,
-            cancel_sent: false,
-            close_sent: false,
+            io: IoState::default(),
             ping_outstanding: false,
-            upgraded: false,
-            sse: false,
+            gauge: None,
             read_paused: false,
             loopback: false,
+            transport: Plain,
             subs: None,
             poll: None,
             park_epoch: 0,
             ops: Vec::new(),
-            send_slot: 0,
             deadline_tick: 0,
             last_rx_tick: 0,
             head: Vec::new(),
@@ -171,6 +166,12 @@ impl Conn {
     pub fn release(&mut self) {
         let generation = self.generation;
         *self = Self { generation, ..Self::default() };
+    }
+
+    /// Holds the connection a token of `generation` was submitted for (a late completion of
+    /// the slot's previous connection does not).
+    pub fn is_current(&self, generation: u32) -> bool {
+        self.in_use && self.generation == generation
     }
 
     pub fn is_websocket(&self) -> bool {
@@ -551,7 +552,7 @@ impl Conn {
     /// Gives up on the connection: the worker cancels its ops and closes the descriptor.
     pub fn abort(&mut self) {
         self.phase = Phase::Teardown;
-        if !self.send_inflight {
+        if !self.io.send_in_flight() {
             self.sendq = SendQueue::default();
         }
         self.head = Vec::new();

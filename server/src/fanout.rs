@@ -227,8 +227,7 @@ pub fn frame_for(conn: &mut Conn, msg: &Published) -> Bytes {
 pub fn deliver(t: &mut Targets<'_>, slot: u32, frame: Bytes, meta: FrameMeta, policy: SlowConsumerPolicy) {
     let Some(conn) = t.conns.get_mut(slot as usize) else { return };
     conn.offer_broadcast(frame, meta, policy, t.send_queue_limit, t.stats, t.names);
-    if !conn.dirty && !conn.send_inflight {
-        conn.dirty = true;
+    if conn.mark_for_flush() {
         t.dirty.push(slot);
     }
 }

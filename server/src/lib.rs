@@ -38,8 +38,9 @@ use anyhow::{Context, bail};
 use config::Config;
 use hub::{HistoryLimits, Hub, HubConfig};
 use metrics::WorkerStats;
+use runtime::setup::WorkerSetup;
 use runtime::sys;
-use runtime::worker::{Worker, WorkerSetup};
+use runtime::worker::Worker;
 
 /// `Shared::shutdown` values: running, graceful shutdown requested, exit now.
 pub const SHUTDOWN_RUNNING: u8 = 0;
@@ -96,7 +97,7 @@ fn bind_listeners(config: &Config) -> anyhow::Result<(Vec<Vec<std::os::fd::Owned
 /// Runs the server until SIGINT/SIGTERM and a graceful shutdown (a second signal exits at once).
 pub fn run(config: Config) -> anyhow::Result<()> {
     let sigset = sys::block_signals().context("blocking signals")?;
-    let nofile = sys::raise_nofile_limit();
+    let nofile = tickcast_uring::raise_nofile_limit();
     let threads = config.threads();
     let (table_size, max_per_worker) = plan_capacity(&config, nofile);
     if config.max_connections.is_some_and(|m| max_per_worker * threads < m) {

@@ -106,7 +106,7 @@ fn fan_out_allocates_nothing_per_subscriber() {
         // The sends complete: queues drain but keep their ring for the next message.
         for slot in dirty.drain(..) {
             let c = &mut conns[slot as usize];
-            c.dirty = false;
+            c.io.send = tickcast_server::conn::io::Send::Idle; // flushed
             let n = c.sendq.pending_bytes();
             c.sendq.advance(n);
         }

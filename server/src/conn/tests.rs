@@ -331,3 +331,80 @@ mod no_panic {
         }
     }
 }
+
+/// Drives `io::next_ops` as the worker does after an event, recording the ops as started.
+fn next(h: &mut Harness) -> super::io::Ops {
+    let ops = super::io::next_ops(&h.conn.io, h.conn.wants());
+    h.conn.io.begin(ops);
+    ops
+}
+
+/// The ring's part, played by hand: a request that asks to close gets its answer out, then
+/// our FIN, reading on until the peer's EOF, then exactly one close.
+#[test]
+fn a_closing_request_flushes_then_fins_then_closes_on_eof() {
+    use super::io::{Ops, Recv};
+    let mut h = Harness::new();
+    assert_eq!(next(&mut h), Ops { arm_recv: true, ..Ops::default() });
+    assert!(h.conn.io.arm_now(h.conn.wants().read));
+    h.feed(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(h.conn.phase, Phase::Draining);
+    assert_eq!(next(&mut h), Ops { list_send: true, ..Ops::default() }, "the answer first, no FIN yet");
+    assert!(h.conn.io.flush_now(h.conn.wants()));
+    h.conn.io.sending(crate::runtime::sendpool::NO_SEND_BUF);
+    let pending = h.conn.sendq.pending_bytes();
+    assert_eq!(next(&mut h), Ops::default(), "nothing while the send is in flight");
+    h.conn.io.send_done();
+    assert_eq!(h.conn.on_sent(pending as i32, 4096), pending);
+    assert_eq!(next(&mut h), Ops { shutdown: true, ..Ops::default() });
+    assert_eq!(h.conn.io.recv, Recv::Armed, "reading goes on until EOF");
+    // EOF: the receive's final completion (result 0) gives up the connection.
+    h.conn.io.recv_ended();
+    h.conn.abort();
+    assert_eq!(next(&mut h), Ops { close: true, ..Ops::default() });
+    assert_eq!(next(&mut h), Ops::default(), "closed once");
+}
+
+/// Echo replies past the send-queue limit cancel the receive; it is armed again once the
+/// replies drained to half the limit and the cancelled receive ended.
+#[test]
+fn paused_reading_cancels_the_receive_and_resumes_after_the_drain() {
+    use super::io::Ops;
+    let mut h = Harness::new();
+    h.upgrade();
+    next(&mut h);
+    assert!(h.conn.io.arm_now(true));
+    let frame = client_frame(OpCode::Binary, &[1; 1000]);
+    for _ in 0..10 {
+        h.feed(&frame);
+    }
+    assert!(h.conn.read_paused);
+    let ops = next(&mut h);
+    assert_eq!(ops, Ops { cancel_recv: true, list_send: true, ..Ops::default() });
+    h.conn.io.recv_ended(); // ECANCELED, final
+    assert_eq!(next(&mut h), Ops::default(), "still paused: not re-armed");
+    assert!(h.conn.io.flush_now(h.conn.wants()));
+    h.conn.io.sending(0);
+    h.conn.io.send_done();
+    let pending = h.conn.sendq.pending_bytes();
+    h.conn.on_sent(pending as i32, 4096);
+    assert!(!h.conn.read_paused, "drained below half the limit");
+    assert_eq!(next(&mut h), Ops { arm_recv: true, ..Ops::default() });
+}
+
+/// A send error gives the connection up; the queue goes once the kernel is done with it.
+#[test]
+fn a_failed_send_tears_down() {
+    let mut h = Harness::new();
+    h.upgrade();
+    h.conn.io.sending(0);
+    h.conn.reply(
+        &Control::Error { id: None, code: ErrorCode::BadRequest, message: "x".into() },
+        &env(&h.stats),
+    );
+    h.conn.io.send_done();
+    assert_eq!(h.conn.on_sent(-libc::EPIPE, 4096), 0);
+    assert_eq!(h.conn.phase, Phase::Teardown);
+    assert!(h.conn.sendq.is_empty(), "nothing is kept for a peer that is gone");
+    assert_eq!(next(&mut h), super::io::Ops { close: true, ..Default::default() });
+}

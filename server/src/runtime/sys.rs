@@ -1,5 +1,6 @@
 //! The few plain system calls the runtime makes outside the ring (setup only, never per
-//! message): listeners, CPU affinity, resource limits, signal masks, anonymous memory.
+//! message): listeners, CPU affinity, signal masks, eventfds. (The descriptor limit and the
+//! buffer ring's memory are in `tickcast-uring`, shared with the load generator.)
 
 use std::io;
 use std::net::SocketAddr;
@@ -139,22 +140,6 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the resulting soft limit. The
-/// kernel caps a ring's direct-descriptor table at this value.
-pub fn raise_nofile_limit() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    if syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim)).is_err() {
-        return 1024;
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-        if syscall!(setrlimit(libc::RLIMIT_NOFILE, &raised)).is_ok() {
-            return raised.rlim_cur;
-        }
-    }
-    lim.rlim_cur
-}
-
 /// Blocks SIGINT and SIGTERM (and ignores SIGPIPE) in the calling thread; threads spawned
 /// afterwards inherit the mask, so only the thread that calls [`wait_signal`] receives them.
 pub fn block_signals() -> io::Result<libc::sigset_t> {
@@ -221,42 +206,4 @@ pub fn eventfd_read(fd: &OwnedFd) -> io::Result<u64> {
     let err = io::Error::last_os_error();
     // EAGAIN: the counter is zero, nothing was signalled.
     if err.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(err) }
-}
-
-/// Anonymous private memory, zero-filled and touched lazily by the kernel: a large buffer pool
-/// costs resident memory only for the pages actually used.
-pub struct Mmap {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Mmap {
-    pub fn new(len: usize) -> io::Result<Self> {
-        // SAFETY: an anonymous private mapping with no address hint has no preconditions.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Self { ptr: ptr.cast(), len })
-    }
-
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr
-    }
-}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len describe a mapping created in `new` and not unmapped elsewhere.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
-    }
 }
