@@ -11,8 +11,9 @@ use tickcast_protocol::http::{self, Request};
 use tickcast_protocol::position::Position;
 use tickcast_protocol::{fallback, handshake};
 
-use crate::poll::{self, PollLimits, PollRequest, Refusal};
+use crate::poll::{self, PollLimits, PollRequest};
 use crate::publish::{self, Answer, PublishGate};
+use crate::query::{Refusal, query_pairs};
 
 /// WebSocket endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,41 +81,6 @@ pub struct Context<'a> {
 const DEMO_HTML: &[u8] = include_bytes!("../static/index.html");
 const DEMO_JS: &[u8] = include_bytes!("../static/app.js");
 const DEMO_CSS: &[u8] = include_bytes!("../static/app.css");
-
-/// Decodes a query value (`%2C`, `%3A`, `%2A`, ...; `+` is a space). `None` for an escape
-/// that is not `%` and two hex digits (the `percent-encoding` crate would pass it through
-/// as is) or for bytes that are not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let valid = bytes
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == b'%')
-        .all(|(i, _)| bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)));
-    if !valid {
-        return None;
-    }
-    // `+` first, so an escaped `%2B` stays a plus.
-    let spaced = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced).decode_utf8().ok().map(|v| v.into_owned())
-}
-
-/// A query string's `key=value` pairs, values percent-decoded.
-pub fn query_pairs(query: &str) -> Result<Vec<(&str, String)>, Refusal> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value).ok_or_else(|| Refusal {
-                status: 400,
-                code: ErrorCode::BadRequest,
-                message: format!("bad percent-escape in the {key} parameter"),
-            })?;
-            Ok((key, value))
-        })
-        .collect()
-}
 
 /// Parses `channels=a,b&since=a:12,b:3` (other parameters are ignored).
 pub fn parse_ws_query(query: Option<&str>) -> Result<Option<UrlSubscription>, String> {
@@ -396,17 +362,5 @@ mod tests {
         assert!(parse_ws_query(Some("channels=a&since=a:x")).is_err());
         assert!(parse_ws_query(Some("channels=a&since=a")).is_err());
         assert!(parse_ws_query(Some("channels=%zz")).is_err());
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%2Cb%3A3").as_deref(), Some("a,b:3"));
-        assert_eq!(percent_decode("a+b%2Bc").as_deref(), Some("a b+c"), "+ is a space, %2B a plus");
-        assert_eq!(percent_decode("%C3%a9").as_deref(), Some("\u{e9}"), "either case, UTF-8");
-        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
-        assert_eq!(percent_decode("").as_deref(), Some(""));
-        for bad in ["%", "%2", "a%zz", "%+f", "%-1", "%ff", "%C3", "x%2"] {
-            assert_eq!(percent_decode(bad), None, "{bad}");
-        }
     }
 }

@@ -23,6 +23,8 @@ pub mod metrics;
 pub mod poll;
 #[deny(unsafe_code)]
 pub mod publish;
+#[deny(unsafe_code)]
+pub mod query;
 pub mod runtime;
 #[deny(unsafe_code)]
 pub mod sendq;

@@ -16,6 +16,7 @@ use tickcast_protocol::fallback;
 use tickcast_protocol::position::Position;
 
 use crate::hub::{Channel, Hub, Published, Resume};
+pub use crate::query::Refusal;
 
 /// One channel of a poll and the position to answer from.
 #[derive(Debug)]
@@ -38,14 +39,6 @@ pub struct PollRequest {
     pub keep_alive: bool,
     /// Extra response headers (CORS), owned: a parked poll answers later.
     pub headers: Vec<(&'static str, String)>,
-}
-
-/// A refusal, as an HTTP status with a JSON error.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: u16,
-    pub code: ErrorCode,
-    pub message: String,
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
@@ -78,7 +71,7 @@ pub fn parse(
     let mut names: Vec<String> = Vec::new();
     let mut since = BTreeMap::new();
     let mut timeout = if longpoll { limits.default_timeout } else { Duration::ZERO };
-    for (key, value) in crate::http::query_pairs(query.unwrap_or(""))? {
+    for (key, value) in crate::query::query_pairs(query.unwrap_or(""))? {
         match key {
             "channels" => names.extend(value.split(',').filter(|c| !c.is_empty()).map(str::to_owned)),
             "since" => {
