@@ -16,7 +16,7 @@ use tickcast_protocol::fallback;
 use tickcast_protocol::position::Position;
 
 use crate::hub::{Channel, Hub, Published, Resume};
-pub use crate::query::Refusal;
+use crate::query::Refusal;
 
 /// One channel of a poll and the position to answer from.
 #[derive(Debug)]
