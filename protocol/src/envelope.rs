@@ -191,6 +191,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The connection sends requests too fast.
     RateLimited,
+    /// The server cannot take this request now (a memory budget is full); try again later.
+    Overloaded,
     /// Anything else, including codes added after this version.
     #[serde(other)]
     Internal,

@@ -112,7 +112,12 @@ pub fn write_sse_head(out: &mut Vec<u8>, extra_headers: &[(&str, &str)]) {
     out.extend_from_slice(b"Connection: close\r\n\r\n");
 }
 
-/// Writes a `/poll` or `/longpoll` answer:
+/// What a `/poll` or `/longpoll` answer starts with; the envelopes follow, comma-separated,
+/// then [`write_poll_answer_end`]. Servers send the envelopes as the shared bytes they
+/// already are, between these two owned pieces.
+pub const POLL_ANSWER_START: &[u8] = br#"{"messages":["#;
+
+/// Writes a `/poll` or `/longpoll` answer in one buffer:
 /// `{"messages":[<envelope>...],"gaps":[<gap>...],"resets":[<reset>...],"next":{"a":15,"b":3},
 /// "epoch":{"a":"E","b":"E"}}`. `messages` are envelopes (JSON as encoded once at publish
 /// time), `gaps` are `(channel, from, to)`, `resets` the channels whose position named another
@@ -125,13 +130,23 @@ pub fn write_poll_answer<'a>(
     resets: &[Control],
     next: impl IntoIterator<Item = (&'a str, Position)>,
 ) {
-    out.extend_from_slice(br#"{"messages":["#);
+    out.extend_from_slice(POLL_ANSWER_START);
     for (i, m) in messages.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(m);
     }
+    write_poll_answer_end(out, gaps, resets, next);
+}
+
+/// Writes what follows a poll answer's envelopes (see [`write_poll_answer`]).
+pub fn write_poll_answer_end<'a>(
+    out: &mut Vec<u8>,
+    gaps: &[(&str, u64, u64)],
+    resets: &[Control],
+    next: impl IntoIterator<Item = (&'a str, Position)>,
+) {
     out.extend_from_slice(br#"],"gaps":["#);
     for (i, &(channel, from, to)) in gaps.iter().enumerate() {
         if i > 0 {

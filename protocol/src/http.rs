@@ -267,18 +267,30 @@ pub fn write_response(
     body: &[u8],
     keep_alive: bool,
 ) {
+    write_response_head(out, status, headers, body.len(), keep_alive);
+    out.extend_from_slice(body);
+}
+
+/// Appends a response's head for a body of `body_len` bytes that the caller sends itself (as
+/// several shared buffers, say): everything [`write_response`] writes but the body.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&str, &str)],
+    body_len: usize,
+    keep_alive: bool,
+) {
     write_status_line(out, status);
     for (name, value) in headers {
         write_header(out, name, value.as_bytes());
     }
     out.extend_from_slice(b"Content-Length: ");
-    write_u64(out, body.len() as u64);
+    write_u64(out, body_len as u64);
     out.extend_from_slice(b"\r\n");
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
 }
 
 /// Appends a status line (`HTTP/1.1 200 OK`).

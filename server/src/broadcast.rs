@@ -231,11 +231,11 @@ impl Broadcast {
             self.park(slot, w);
             return;
         }
-        metrics::add(&w.stats.deliveries, answer.messages as u64);
         metrics::dec(&w.stats.longpolls);
-        if let Decision::Respond { response, keep_alive } = crate::http::poll_response(request, &answer.body)
-        {
-            conn.answer_poll(response, keep_alive, env);
+        match crate::http::poll_response(request, answer, &env.http.answer_budget, w.stats) {
+            Decision::RespondParts { parts, keep_alive } => conn.answer_poll(parts, keep_alive, env),
+            Decision::Respond { response, keep_alive } => conn.answer_poll(vec![response], keep_alive, env),
+            _ => {}
         }
         mark_dirty(conn, slot, w.dirty);
     }

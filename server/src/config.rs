@@ -202,6 +202,12 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_MAX_ANSWER_BYTES", default_value = "256KiB", value_parser = parse_size)]
     pub max_answer_bytes: usize,
 
+    /// Bytes of /poll and /longpoll answers a worker holds for clients that have not read them
+    /// yet, all together; past it new answers get `503` with `Retry-After: 1`
+    /// (`tickcast_answers_refused_total`). Bounds what clients that ask and never read cost.
+    #[arg(long, env = "TICKCAST_ANSWER_BUDGET", default_value = "64MiB", value_parser = parse_size)]
+    pub answer_budget: usize,
+
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `tickcast=debug`.
     #[arg(long, env = "TICKCAST_LOG", default_value = "info")]
     pub log: String,
@@ -217,6 +223,8 @@ impl Config {
                 messages: self.poll_batch,
                 bytes: self.max_answer_bytes,
             },
+            // One per call: each worker resolves its options once, and has its own budget.
+            answer_budget: crate::poll::AnswerBudget::new(self.answer_budget),
             longpoll_default_timeout: Duration::from_secs(25).min(self.longpoll_max_timeout),
             longpoll_max_timeout: self.longpoll_max_timeout,
         }

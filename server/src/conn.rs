@@ -220,10 +220,12 @@ impl Conn {
 
     /// Answers the parked long-poll and goes back to reading requests (parsing any that were
     /// pipelined behind it).
-    pub fn answer_poll(&mut self, response: Bytes, keep_alive: bool, env: &Env<'_>) {
+    pub fn answer_poll(&mut self, parts: Vec<Bytes>, keep_alive: bool, env: &Env<'_>) {
         self.poll = None;
         self.park_epoch = self.park_epoch.wrapping_add(1);
-        self.sendq.push_unbounded(response);
+        for part in parts {
+            self.sendq.push_unbounded(part);
+        }
         metrics::inc(&env.stats.http_requests);
         if !keep_alive {
             self.phase = Phase::Draining;
@@ -310,6 +312,17 @@ impl Conn {
                         metrics::inc(&env.stats.handshake_failures);
                     }
                     self.sendq.push_unbounded(response);
+                    if !keep_alive {
+                        self.phase = Phase::Draining;
+                    }
+                }
+                Decision::RespondParts { parts, keep_alive } => {
+                    // A poll answer (always 200): bounded by `--max-answer-bytes` and the
+                    // worker's answer budget, so pushed past the send-queue limit.
+                    metrics::inc(&env.stats.http_requests);
+                    for part in parts {
+                        self.sendq.push_unbounded(part);
+                    }
                     if !keep_alive {
                         self.phase = Phase::Draining;
                     }

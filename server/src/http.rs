@@ -36,6 +36,9 @@ pub struct UrlSubscription {
 pub enum Decision {
     /// Send `response`; keep reading requests if `keep_alive`, else close after it is sent.
     Respond { response: Bytes, keep_alive: bool },
+    /// The same, as several buffers sent in order (a poll answer: the history's envelopes are
+    /// sent as the shared bytes they are, never copied).
+    RespondParts { parts: Vec<Bytes>, keep_alive: bool },
     /// Send the 101 response and switch the connection to WebSocket on `endpoint`.
     Upgrade { response: Bytes, endpoint: Endpoint, subscribe: Option<UrlSubscription> },
     /// Send the event-stream head and subscribe: the connection is an SSE stream from now on.
@@ -53,6 +56,8 @@ pub struct HttpOptions {
     pub max_subscriptions: usize,
     /// Most messages and bytes in one poll answer.
     pub poll_limits: poll::AnswerLimits,
+    /// Bytes of poll answers this worker may hold for clients that have not read them.
+    pub answer_budget: poll::AnswerBudget,
     pub longpoll_default_timeout: Duration,
     pub longpoll_max_timeout: Duration,
 }
@@ -63,6 +68,7 @@ impl Default for HttpOptions {
             cors_origins: Vec::new(),
             max_subscriptions: 256,
             poll_limits: poll::AnswerLimits::default(),
+            answer_budget: poll::AnswerBudget::default(),
             longpoll_default_timeout: Duration::from_secs(25),
             longpoll_max_timeout: Duration::from_secs(60),
         }
@@ -212,15 +218,39 @@ fn route_poll(req: &Request, ctx: &Context<'_>, longpoll: bool, keep_alive: bool
     if longpoll && !answer.has_news && !request.timeout.is_zero() {
         return Decision::Park(Box::new(request));
     }
-    crate::metrics::add(&gate.stats.deliveries, answer.messages as u64);
-    poll_response(&request, &answer.body)
+    poll_response(&request, answer, &ctx.options.answer_budget, gate.stats)
 }
 
-/// The `200` answer to a poll or long-poll.
-pub fn poll_response(request: &PollRequest, body: &[u8]) -> Decision {
+/// The `200` answer to a poll or long-poll, or `503` when the worker's answer budget is full
+/// (clients that do not read their answers hold it).
+pub fn poll_response(
+    request: &PollRequest,
+    answer: poll::Answer,
+    budget: &poll::AnswerBudget,
+    stats: &crate::metrics::WorkerStats,
+) -> Decision {
     let mut headers = vec![("Content-Type", "application/json"), ("Cache-Control", "no-store")];
     headers.extend(request.headers.iter().map(|(name, value)| (*name, value.as_str())));
-    respond(200, &headers, body, request.keep_alive)
+    let messages = answer.messages as u64;
+    let mut head = Vec::with_capacity(256);
+    http::write_response_head(&mut head, 200, &headers, answer.body_len, request.keep_alive);
+    match answer.into_response(head, budget) {
+        Some(parts) => {
+            crate::metrics::add(&stats.deliveries, messages);
+            Decision::RespondParts { parts, keep_alive: request.keep_alive }
+        }
+        None => {
+            crate::metrics::inc(&stats.answers_refused);
+            let busy = Refusal {
+                status: 503,
+                code: ErrorCode::Overloaded,
+                message: "too many answers are waiting for their clients to read them; try again".into(),
+            };
+            let mut extra = vec![("Retry-After", "1")];
+            extra.extend(request.headers.iter().map(|(name, value)| (*name, value.as_str())));
+            refusal(&busy, &extra, request.keep_alive)
+        }
+    }
 }
 
 /// `POST /publish[/<channel>]`.

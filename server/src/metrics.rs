@@ -54,6 +54,8 @@ pub struct WorkerStats {
     pub gap_notices: AtomicU64,
     /// Reset notices sent: a client's position named another epoch (a restart).
     pub reset_notices: AtomicU64,
+    /// Poll answers refused with 503: the worker's answer budget was full.
+    pub answers_refused: AtomicU64,
     /// Older queued messages replaced by newer ones of the same channel (conflate).
     pub conflated_messages: AtomicU64,
     /// Channel subscriptions (including prefix ones) held by this worker's connections.
@@ -145,6 +147,12 @@ const METRICS: &[(&str, &str, &str, Field)] = &[
         |s| &s.dropped_messages,
     ),
     ("tickcast_gap_notices_total", "counter", "Gap notices sent", |s| &s.gap_notices),
+    (
+        "tickcast_answers_refused_total",
+        "counter",
+        "Poll answers refused with 503 (the worker's --answer-budget was full)",
+        |s| &s.answers_refused,
+    ),
     (
         "tickcast_reset_notices_total",
         "counter",

@@ -9,7 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use tickcast_protocol::envelope::ErrorCode;
 use tickcast_protocol::fallback;
@@ -139,15 +142,130 @@ impl Default for AnswerLimits {
     }
 }
 
+/// Bytes of poll answers a worker may have queued to clients that do not read them, all
+/// answers together (`--answer-budget`). A hostile client can ask for up to
+/// `--max-answer-bytes` per request and never read: this bounds what all of them hold.
+#[derive(Debug, Clone)]
+pub struct AnswerBudget {
+    queued: Arc<AtomicU64>,
+    limit: u64,
+}
+
+impl AnswerBudget {
+    pub fn new(limit: usize) -> Self {
+        Self { queued: Arc::default(), limit: limit as u64 }
+    }
+
+    /// Bytes of answers queued and not yet sent (or dropped).
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Takes `len` bytes if they fit (the first answer always does); they come back when the
+    /// returned guard drops: when the answer's last byte was sent, or its queue dropped.
+    fn take(&self, len: usize) -> Option<BudgetGuard> {
+        let len = len as u64;
+        let queued = self.queued.load(Ordering::Relaxed);
+        if queued > 0 && queued + len > self.limit {
+            return None;
+        }
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        Some(BudgetGuard { queued: Arc::clone(&self.queued), len, end: Vec::new() })
+    }
+}
+
+impl Default for AnswerBudget {
+    fn default() -> Self {
+        Self::new(64 << 20)
+    }
+}
+
+/// The last piece of a queued answer: gives the answer's bytes back to the budget when it
+/// drops, that is when everything before it was sent too (or the connection went).
+struct BudgetGuard {
+    queued: Arc<AtomicU64>,
+    len: u64,
+    end: Vec<u8>,
+}
+
+impl AsRef<[u8]> for BudgetGuard {
+    fn as_ref(&self) -> &[u8] {
+        &self.end
+    }
+}
+
+impl Drop for BudgetGuard {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(self.len, Ordering::Relaxed);
+    }
+}
+
+/// Envelopes smaller than this are copied into the answer's own buffer; larger ones are sent
+/// as the history's shared bytes (a reference costs about as much as a small copy).
+const SHARE_MIN: usize = 256;
+
+/// An answer's body as buffers to send in order: owned pieces (the JSON around the
+/// envelopes, small envelopes) and the history's shared envelopes, never copied.
+#[derive(Debug, Default)]
+struct Parts {
+    parts: Vec<Bytes>,
+    owned: Vec<u8>,
+    len: usize,
+}
+
+impl Parts {
+    fn owned(&mut self, bytes: &[u8]) {
+        self.owned.extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn envelope(&mut self, json: &Bytes) {
+        if json.len() < SHARE_MIN {
+            return self.owned(json);
+        }
+        if !self.owned.is_empty() {
+            self.parts.push(Bytes::from(std::mem::take(&mut self.owned)));
+        }
+        self.parts.push(json.clone());
+        self.len += json.len();
+    }
+}
+
 /// An answer ready to send.
 #[derive(Debug)]
 pub struct Answer {
-    pub body: Vec<u8>,
+    /// The body's pieces but the last (see [`Parts`]); `parts[0]` is left empty for the
+    /// response head.
+    parts: Vec<Bytes>,
+    /// The body's last piece (it carries the budget's guard once queued).
+    end: Vec<u8>,
+    /// Bytes of the body.
+    pub body_len: usize,
     /// Envelopes in the answer.
     pub messages: usize,
     /// Whether it has anything besides positions (messages or gaps): a long-poll waits until
     /// it has.
     pub has_news: bool,
+}
+
+impl Answer {
+    /// The answer as buffers to queue, `head` (the response head) first, if the worker's
+    /// budget has room for it; `None` when it has not (answer 503).
+    pub fn into_response(mut self, head: Vec<u8>, budget: &AnswerBudget) -> Option<Vec<Bytes>> {
+        let mut guard = budget.take(head.len() + self.body_len)?;
+        guard.end = self.end;
+        self.parts[0] = Bytes::from(head);
+        self.parts.push(Bytes::from_owner(guard));
+        Some(self.parts)
+    }
+
+    /// The body in one buffer (tests).
+    #[cfg(test)]
+    pub fn body(&self) -> Vec<u8> {
+        let mut out: Vec<u8> = self.parts.iter().flat_map(|p| p.iter().copied()).collect();
+        out.extend_from_slice(&self.end);
+        out
+    }
 }
 
 /// Builds the answer for `req` from history, within `limits` over all channels (each channel
@@ -182,11 +300,21 @@ pub fn answer(req: &PollRequest, limits: AnswerLimits, scratch: &mut Vec<Arc<Pub
         }
         next.push((channel.name().as_ref(), Position { seq: position, epoch: Some(channel.epoch()) }));
     }
-    let mut body = Vec::with_capacity(64 + scratch.iter().map(|m| m.json().len() + 1).sum::<usize>());
-    let messages = scratch.iter().map(|m| &m.json()[..]);
-    fallback::write_poll_answer(&mut body, messages, &gaps, &resets, next);
+    let mut body = Parts { parts: vec![Bytes::new()], ..Parts::default() };
+    body.owned(fallback::POLL_ANSWER_START);
+    for (i, m) in scratch.iter().enumerate() {
+        if i > 0 {
+            body.owned(b",");
+        }
+        body.envelope(m.json());
+    }
+    // The owned bytes not yet in a part become the start of the last piece.
+    let mut end = std::mem::take(&mut body.owned);
+    let before = end.len();
+    fallback::write_poll_answer_end(&mut end, &gaps, &resets, next);
+    let body_len = body.len + (end.len() - before);
     let has_news = !scratch.is_empty() || !gaps.is_empty() || !resets.is_empty();
-    Answer { body, messages: scratch.len(), has_news }
+    Answer { parts: body.parts, end, body_len, messages: scratch.len(), has_news }
 }
 
 /// How many of `msgs` fit `count` messages and `bytes` bytes (with their separators), and
@@ -242,7 +370,7 @@ mod tests {
         hub.publish("b", Data::Text("x"), 1).unwrap();
         let req = parse(Some("channels=a,b&since=a:0,b:0"), &hub, LIMITS, false).unwrap();
         let a = answer(&req, most(100), &mut Vec::new());
-        let v = json(&a.body);
+        let v = json(&a.body());
         // History holds a:3..=6; 1..=2 are a gap.
         assert_eq!(v["gaps"], serde_json::json!([{"type":"gap","channel":"a","from":1,"to":2}]));
         let seqs: Vec<_> =
@@ -254,7 +382,7 @@ mod tests {
 
         // No position: starts live. A position past the newest (a restart): live too.
         let req = parse(Some("channels=a,b&since=b:99"), &hub, LIMITS, false).unwrap();
-        let v = json(&answer(&req, most(100), &mut Vec::new()).body);
+        let v = json(&answer(&req, most(100), &mut Vec::new()).body());
         let epochs = serde_json::json!({"a": "E1", "b": "E1"});
         assert_eq!(
             v,
@@ -268,7 +396,7 @@ mod tests {
         let req = parse(Some("channels=a,b&since=a:500@E0,b:1@E1"), &hub, LIMITS, false).unwrap();
         let a = answer(&req, most(100), &mut Vec::new());
         assert!(a.has_news);
-        let v = json(&a.body);
+        let v = json(&a.body());
         assert_eq!(v["resets"], serde_json::json!([{"type":"reset","channel":"a","epoch":"E1","seq":6}]));
         assert_eq!(v["gaps"], serde_json::json!([{"type":"gap","channel":"a","from":1,"to":2}]));
         let seqs: Vec<_> =
@@ -285,12 +413,12 @@ mod tests {
             hub.publish("b", Data::Text("y"), 1).unwrap();
         }
         let req = parse(Some("channels=a,b&since=a:0,b:0"), &hub, LIMITS, false).unwrap();
-        let v = json(&answer(&req, most(5), &mut Vec::new()).body);
+        let v = json(&answer(&req, most(5), &mut Vec::new()).body());
         assert_eq!(v["messages"].as_array().unwrap().len(), 5);
         assert_eq!(v["next"], serde_json::json!({"a": 3, "b": 2}));
         // Asking again from `next` continues exactly where it stopped.
         let req = parse(Some("channels=a,b&since=a:3,b:2"), &hub, LIMITS, false).unwrap();
-        let v = json(&answer(&req, most(100), &mut Vec::new()).body);
+        let v = json(&answer(&req, most(100), &mut Vec::new()).body());
         assert_eq!(v["messages"][0]["seq"], 4);
         assert_eq!(v["next"], serde_json::json!({"a": 10, "b": 10}));
     }
@@ -309,8 +437,8 @@ mod tests {
         while since < 10 {
             let req = parse(Some(&format!("channels=a&since=a:{since}")), &hub, LIMITS, false).unwrap();
             let a = answer(&req, limits, &mut Vec::new());
-            assert!(a.body.len() <= limits.bytes + 200, "{} bytes", a.body.len());
-            let v = json(&a.body);
+            assert!(a.body().len() <= limits.bytes + 200, "{} bytes", a.body().len());
+            let v = json(&a.body());
             let seqs: Vec<u64> =
                 v["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
             assert_eq!(seqs, ((since + 1)..=(since + 3).min(10)).collect::<Vec<_>>());
@@ -321,9 +449,45 @@ mod tests {
         // A message larger than the limit still goes, alone: the client always gets further.
         let tiny = AnswerLimits { messages: 1000, bytes: 10 };
         let req = parse(Some("channels=a&since=a:0"), &hub, LIMITS, false).unwrap();
-        let v = json(&answer(&req, tiny, &mut Vec::new()).body);
+        let v = json(&answer(&req, tiny, &mut Vec::new()).body());
         assert_eq!(v["messages"].as_array().unwrap().len(), 1);
         assert_eq!(v["next"]["a"], 1);
+    }
+
+    #[test]
+    fn answers_share_the_history_s_envelopes_and_hold_the_budget_until_sent() {
+        let hub = hub(100);
+        let big = "x".repeat(1000);
+        for _ in 0..3 {
+            hub.publish("a", Data::Text(&big), 1).unwrap();
+        }
+        hub.publish("a", Data::Text("small"), 1).unwrap();
+        let req = parse(Some("channels=a&since=a:0"), &hub, LIMITS, false).unwrap();
+        let a = answer(&req, most(100), &mut Vec::new());
+        let body_len = a.body_len;
+        assert_eq!(a.body().len(), body_len);
+        let history: Vec<*const u8> = {
+            let mut out = Vec::new();
+            hub.get("a").unwrap().replay(0, u64::MAX, &mut out);
+            out.iter().map(|m| m.json().as_ptr()).collect()
+        };
+        let budget = AnswerBudget::new(2 * (4 + body_len) + 100);
+        let parts = a.into_response(b"HEAD".to_vec(), &budget).unwrap();
+        // The three large envelopes are the history's own bytes; the small one was copied.
+        let shared = parts.iter().filter(|p| history.contains(&p.as_ptr())).count();
+        assert_eq!(shared, 3);
+        assert_eq!(parts.iter().map(Bytes::len).sum::<usize>(), 4 + body_len);
+        assert_eq!(budget.queued(), (4 + body_len) as u64);
+        // A second answer does not fit while the first is queued; it does once it is gone.
+        let again = || answer(&req, most(100), &mut Vec::new()).into_response(b"HEAD".to_vec(), &budget);
+        let second = again().expect("the budget holds two");
+        assert!(again().is_none(), "a third does not fit");
+        drop(parts);
+        drop(second);
+        assert_eq!(budget.queued(), 0);
+        // One answer larger than the whole budget still goes when nothing else is queued.
+        let tiny = AnswerBudget::new(10);
+        assert!(answer(&req, most(100), &mut Vec::new()).into_response(Vec::new(), &tiny).is_some());
     }
 
     #[test]

@@ -327,3 +327,62 @@ fn limits_statuses_head_options_and_cors() {
     // The server still serves everyone after all of that.
     assert_eq!(status("/poll?channels=a").0, 200);
 }
+
+/// Clients that ask for a large answer and never read it hold at most the worker's answer
+/// budget; past it the answer is `503` with `Retry-After`, and the budget comes back when they
+/// go. Raw sockets: a client that never reads is what no client library does.
+#[test]
+fn answers_to_clients_that_never_read_are_bounded_by_the_budget() {
+    // Answers of 8 MB: more than the kernel takes into a socket that is not read (its send
+    // buffer grows to a few MB at most), so most of each stays queued in the server.
+    let args = [
+        "--threads",
+        "1",
+        "--max-answer-bytes",
+        "8MiB",
+        "--history-bytes",
+        "9MiB",
+        "--answer-budget",
+        "12MiB",
+    ];
+    let server = Server::start(&args);
+    let payload = format!("\"{}\"", "x".repeat(20_000));
+    for _ in 0..400 {
+        publish(&server, "big", &payload);
+    }
+    let request = b"GET /poll?channels=big&since=big:0 HTTP/1.1\r\nHost: t\r\n\r\n";
+    let hold = || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_recv_buffer_size(4096).unwrap(); // before connect: a small window, never read
+        s.connect(&server.addr.into()).unwrap();
+        let mut s: TcpStream = s.into();
+        s.write_all(request).unwrap();
+        s
+    };
+    let held: Vec<TcpStream> = (0..3).map(|_| hold()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut head = [0u8; 512];
+    let n = s.read(&mut head).unwrap();
+    let text = String::from_utf8_lossy(&head[..n]);
+    assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+    assert!(text.contains("Retry-After: 1\r\n"), "{text}");
+    assert!(text.contains("\"overloaded\""), "{text}");
+    assert!(server.metric("tickcast_answers_refused_total") >= 1);
+    drop(held);
+    drop(s);
+    // Once they are gone, answers go again.
+    let agent = agent();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, v) = get_json(&agent, server.addr, "/poll?channels=big&since=big:399");
+        if status == 200 {
+            assert_eq!(v["messages"][0]["seq"], 400);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the budget did not come back: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
