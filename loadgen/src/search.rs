@@ -11,9 +11,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Outputs;
-use crate::coordinator::{Observe, RunResult};
+use crate::coordinator::Observe;
 use crate::plan::{Plan, Schedule};
 use crate::report::progress::fmt_ns;
+use crate::result::summary::Verdict;
+use crate::result::{RunResult, SCHEMA, Summary, Threshold, WarningKind};
 
 /// A step passes only if at least this share of the expected deliveries arrived.
 pub const DELIVERED_MIN: f64 = 0.99;
@@ -65,7 +67,7 @@ pub fn judge(r: &RunResult, slo_p99: Option<Duration>) -> StepOutcome {
         && p99_ns > slo.as_nanos() as u64
     {
         reason = Some(format!("p99 {} > SLO {}", fmt_ns(p99_ns), fmt_ns(slo.as_nanos() as u64)));
-    } else if r.warnings.iter().any(|w| w.starts_with("LOAD GENERATOR WAS BUSY")) {
+    } else if r.warnings.iter().any(|w| w.kind == WarningKind::LoadgenBusy) {
         reason = Some("the load generator was busy: inconclusive".into());
     }
     StepOutcome {
@@ -217,6 +219,76 @@ pub fn render(steps: &[StepOutcome], what: &str) -> String {
     out
 }
 
+/// One step in a `--json` file of `ramp` or `saturate --search`: the run's own object (its
+/// keys, `schema`, `summary`) and the step's verdict.
+#[derive(Debug, Serialize)]
+pub struct StepFile<'a> {
+    pub schema: u32,
+    #[serde(flatten)]
+    pub result: &'a RunResult,
+    pub summary: Summary,
+    pub step: StepVerdict<'a>,
+}
+
+/// A step's verdict (`step` in its object).
+#[derive(Debug, Serialize)]
+pub struct StepVerdict<'a> {
+    pub rate: f64,
+    pub clients: u64,
+    pub ok: bool,
+    pub reason: Option<&'a str>,
+    pub delivered_ratio: f64,
+}
+
+/// The `--json` file of a search: the summary of the whole search (the best step's figures
+/// under the search's name, with the verdict, judged against `limits`) and every step.
+#[derive(Debug, Serialize)]
+pub struct StepsFile<'a> {
+    pub schema: u32,
+    pub summary: Option<Summary>,
+    pub steps: Vec<StepFile<'a>>,
+}
+
+/// Builds the `--json` file of `steps`; `scenario` is `ramp` or `saturate`.
+pub fn steps_file<'a>(steps: &'a [StepOutcome], scenario: &str, limits: &[Threshold]) -> StepsFile<'a> {
+    let files: Vec<StepFile<'a>> = steps
+        .iter()
+        .map(|s| StepFile {
+            schema: SCHEMA,
+            result: &s.result,
+            summary: Summary::of(&s.result, &[]),
+            step: StepVerdict {
+                rate: s.rate,
+                clients: s.clients,
+                ok: s.ok,
+                reason: s.reason.as_deref(),
+                delivered_ratio: s.delivered_ratio,
+            },
+        })
+        .collect();
+    let best = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.ok)
+        .max_by(|a, b| a.1.deliveries_per_second.total_cmp(&b.1.deliveries_per_second));
+    // Without a passing step the summary describes the last one (and says none passed).
+    let shown = best.map(|(i, _)| i).or(steps.len().checked_sub(1));
+    let summary = shown.map(|i| {
+        let mut summary = Summary::of(&steps[i].result, limits);
+        summary.scenario = scenario.to_string();
+        summary.verdict = Some(Verdict {
+            steps: steps.len(),
+            passed_steps: steps.iter().filter(|s| s.ok).count(),
+            best_step: best.map(|(i, _)| i),
+            rate: best.map(|(_, s)| s.rate),
+            clients: best.map(|(_, s)| s.clients),
+            stopped_by: steps.iter().find(|s| !s.ok).and_then(|s| s.reason.clone()),
+        });
+        summary
+    });
+    StepsFile { schema: SCHEMA, summary, steps: files }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +329,24 @@ mod tests {
             server: None,
             warnings: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_ramp_file_summarises_its_best_step() {
+        let steps = vec![judge(&refusing(1000, 0), None), judge(&refusing(1000, 20), None)];
+        let limits = [Threshold::Loss { max: 0 }];
+        let file = steps_file(&steps, "ramp", &limits);
+        let json = serde_json::to_value(&file).unwrap();
+        assert_eq!(json["schema"], 2);
+        assert_eq!(json["summary"]["scenario"], "ramp");
+        assert_eq!(json["summary"]["verdict"]["best_step"], 0);
+        assert_eq!(json["summary"]["verdict"]["passed_steps"], 1);
+        assert_eq!(json["summary"]["messages"]["deliveries_per_s"], 10_000.0);
+        assert_eq!(json["summary"]["passed"], true);
+        assert_eq!(json["steps"].as_array().unwrap().len(), 2);
+        assert_eq!(json["steps"][1]["step"]["ok"], false);
+        assert_eq!(json["steps"][1]["summary"]["scenario"], "rate");
+        assert!(json["steps"][0]["totals"]["counters"].is_object(), "{}", json["steps"][0]);
     }
 
     #[test]
