@@ -367,6 +367,8 @@ impl Common {
             Some(text) => parse_source_ips(text)?,
             None => Vec::new(),
         };
+        let target = Target::parse(&self.url, Some(&path))?;
+        check_sources(&source_ips, &target)?;
         let ports = ephemeral_ports() * source_ips.len().max(1) as u64;
         anyhow::ensure!(
             self.clients <= ports,
@@ -381,7 +383,7 @@ impl Common {
         };
         Ok(Plan {
             scenario,
-            target: Target::parse(&self.url, Some(&path))?,
+            target,
             clients: Clients {
                 count: self.clients,
                 connect: if self.connect_rate > 0.0 {
@@ -400,6 +402,22 @@ impl Common {
             progress_interval: self.progress_interval,
         })
     }
+}
+
+/// Every source address must be one of this host's, of the target's family: said once here
+/// rather than as one failed connection per client.
+fn check_sources(ips: &[std::net::IpAddr], target: &Target) -> anyhow::Result<()> {
+    for ip in ips {
+        anyhow::ensure!(
+            ip.is_ipv4() == target.addr.is_ipv4(),
+            "--source-ips {ip} and the target {} are not of the same address family",
+            target.addr
+        );
+        // Binding a UDP socket sends nothing and fails exactly when TCP's bind would.
+        std::net::UdpSocket::bind((*ip, 0))
+            .map_err(|e| anyhow::anyhow!("--source-ips {ip} is not an address of this host: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Ephemeral ports one source address has toward one server port
@@ -568,6 +586,10 @@ mod tests {
             |args: &[&str]| Cli::try_parse_from(args).map(|c| plan_of(&c.command).is_err()).unwrap_or(true);
         assert!(bad(&["lg", "rate", "--rate", "1", "--channels", "a b"]));
         assert!(bad(&["lg", "rate", "--rate", "1", "--transport", "carrier-pigeon"]));
+        // Required, with no default shown; a source address must be this host's.
+        assert!(bad(&["lg", "rate"]));
+        assert!(bad(&["lg", "rate", "--rate", "1", "--source-ips", "192.0.2.1"]));
+        assert!(bad(&["lg", "rate", "--rate", "1", "--source-ips", "::1"]));
     }
 
     #[test]
