@@ -273,7 +273,7 @@ impl RateMsg {
         Ok(Workload {
             schedule,
             message_bytes: self.size,
-            channels: crate::channels::parse(&self.channels, self.channel_count)?,
+            channels: crate::measure::channels::parse(&self.channels, self.channel_count)?,
             channels_per_client: self.channels_per_client,
             publisher: self.publisher,
             transport: self.transport,

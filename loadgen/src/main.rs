@@ -7,11 +7,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tickcast_loadgen::cli::{Cli, Command, Outputs, plan_of};
-use tickcast_loadgen::coordinator::Observe;
+use tickcast_loadgen::engine::coordinator::Observe;
+use tickcast_loadgen::report;
 use tickcast_loadgen::result::summary::scenario_name;
 use tickcast_loadgen::result::{Summary, THRESHOLD_EXIT};
-use tickcast_loadgen::search::Stepping;
-use tickcast_loadgen::{report, search};
+use tickcast_loadgen::scenarios::search;
+use tickcast_loadgen::scenarios::search::Stepping;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -19,7 +20,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match &cli.command {
-        Command::Worker => tickcast_loadgen::workers::worker_main().map(|()| ExitCode::SUCCESS),
+        Command::Worker => {
+            tickcast_loadgen::engine::workers::worker_main(&tickcast_loadgen::scenarios::DRIVER)
+                .map(|()| ExitCode::SUCCESS)
+        }
         Command::Merge { files, out } => merge(files, out),
         Command::Ramp { rate, rate_step, clients_step, max_steps, slo_p99, .. } => {
             let (plan, common) = plan_of(&cli.command)?;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tickcast_loadgen::cli::{Cli, Outputs, plan_of};
-use tickcast_loadgen::coordinator::Observe;
+use tickcast_loadgen::engine::coordinator::Observe;
 use tickcast_loadgen::plan::Plan;
 use tickcast_loadgen::result::RunResult;
 
@@ -123,7 +123,7 @@ fn rates_are_over_the_publishing_phase_not_the_drain() {
     assert!((0.99..1.1).contains(&r.run_seconds), "run {}", r.run_seconds);
     assert!((0.99..1.5).contains(&r.drain_seconds), "drain {}", r.drain_seconds);
     assert_eq!(r.loss.lost(), 0, "{:?}", r.loss);
-    let step = tickcast_loadgen::search::judge(&r, None);
+    let step = tickcast_loadgen::scenarios::search::judge(&r, None);
     // 5 subscribers x 500 messages/s.
     assert!(step.deliveries_per_second > 2300.0, "{}", step.deliveries_per_second);
     assert!(r.loadgen_run_cpu_seconds + r.loadgen_drain_cpu_seconds <= r.loadgen_cpu_seconds + 0.05);
@@ -220,7 +220,7 @@ fn a_server_that_dies_mid_run_shows_up() {
 #[test]
 fn ramp_steps_until_the_slo_breaks() {
     let _serial = one_at_a_time();
-    use tickcast_loadgen::search::{Stepping, last_good, ramp};
+    use tickcast_loadgen::scenarios::search::{Stepping, last_good, ramp};
     let peer = Peer::start();
     let url = peer.url();
     let base = plan(&["rate", "--url", &url, "--clients", "3", "--rate", "100", "--duration", "300ms"]);

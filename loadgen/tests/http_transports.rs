@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tickcast_loadgen::cli::{Cli, Outputs, plan_of};
-use tickcast_loadgen::coordinator::Observe;
+use tickcast_loadgen::engine::coordinator::Observe;
 use tickcast_loadgen::result::RunResult;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

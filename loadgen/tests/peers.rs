@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tickcast_loadgen::cli::{Cli, Outputs, plan_of};
-use tickcast_loadgen::coordinator::Observe;
+use tickcast_loadgen::engine::coordinator::Observe;
 use tickcast_loadgen::result::RunResult;
 
 fn root() -> PathBuf {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+use tickcast_loadgen::measure::{procfs, stamp};
 use tickcast_loadgen::time::{now_ns, parse_duration};
-use tickcast_loadgen::{procfs, stamp};
 use tickcast_protocol::frame::{HeaderStatus, OpCode, Role, decode_header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

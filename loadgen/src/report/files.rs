@@ -10,8 +10,8 @@ use hdrhistogram::serialization::V2Serializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 
 use super::progress::Interval;
+use crate::measure::stats::Hist;
 use crate::result::{ResultFile, RunResult, SCHEMA, Summary};
-use crate::stats::Hist;
 
 /// Writes `value` as pretty JSON to `path`.
 pub fn write_pretty<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
@@ -60,7 +60,7 @@ pub fn percentiles(h: &Hist) -> String {
     out.push_str(&format!(
         "#[Buckets = {:12}, SubBuckets     = {:12}]\n",
         h.0.buckets(),
-        sub_bucket_count(crate::stats::HIST_SIGFIG)
+        sub_bucket_count(crate::measure::stats::HIST_SIGFIG)
     ));
     out
 }

@@ -11,10 +11,10 @@ pub mod warnings;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::WorkerResult;
-use crate::loss::LossTotals;
+use crate::measure::loss::LossTotals;
+use crate::measure::procfs::MemSample;
+use crate::measure::tally::Tally;
 use crate::plan::{Plan, Scenario};
-use crate::procfs::MemSample;
 pub use summary::Summary;
 pub use thresholds::{THRESHOLD_EXIT, Threshold, ThresholdOutcome};
 pub use warnings::{Warning, WarningKind};
@@ -42,7 +42,7 @@ pub struct ServerReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     pub plan: Plan,
-    pub totals: WorkerResult,
+    pub totals: Tally,
     /// Loss including the tail (messages published after a subscriber's last one), over the
     /// publishes the server accepted.
     pub loss: LossTotals,

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::thresholds::{self, Threshold, ThresholdOutcome};
 use super::warnings::{Warning, busy_share};
 use super::{RunResult, main_metric};
+use crate::measure::stats::Hist;
 use crate::plan::{Protocol, Publisher, Scenario, Schedule, Transport};
-use crate::stats::Hist;
 
 /// The quantiles every histogram reports, with their key stems (`p99_9` -> `p99_9_us`).
 pub const QUANTILES: [(&str, f64); 5] =

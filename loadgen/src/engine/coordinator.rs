@@ -5,16 +5,17 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 
-use crate::accepted::{self, Missed};
-use crate::engine::{WorkerEvent, WorkerResult};
-use crate::loss::LossTotals;
+use crate::engine::workers::{Command, WorkerHandle, spawn_child, spawn_local};
+use crate::engine::{Driver, WorkerEvent};
+use crate::measure::accepted::{self, Missed};
+use crate::measure::loss::LossTotals;
+use crate::measure::procfs::{self, MemSample};
+use crate::measure::stats::Counters;
+use crate::measure::tally::Tally;
 use crate::plan::{Plan, Scenario};
-use crate::procfs::{self, MemSample};
 use crate::report::progress::{Progress, Stage};
 use crate::result::{RunResult, ServerReport, Warning, WarningKind};
-use crate::stats::Counters;
 use crate::time::now_ns;
-use crate::workers::{Command, WorkerHandle, spawn_child, spawn_local};
 
 /// Delay between "every client is open" and `t0`, so every worker sees the start in time.
 const START_DELAY: Duration = Duration::from_millis(200);
@@ -36,15 +37,20 @@ pub struct Observe {
 }
 
 /// Runs `plan`; `progress` prints (and logs) while it runs.
-pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Result<RunResult> {
-    crate::net::raise_nofile_limit();
+pub fn run(
+    plan: &Plan,
+    driver: &'static dyn Driver,
+    observe: Observe,
+    progress: &mut Progress,
+) -> anyhow::Result<RunResult> {
+    crate::io::rlimit::raise_nofile_limit();
     let server_before = observe.server_pid.map(procfs::mem_sample).transpose()?;
     let (tx, rx) = crossbeam_channel::unbounded();
     let slices = plan.slices();
     let mut workers: Vec<Box<dyn WorkerHandle>> = Vec::with_capacity(slices.len());
     for slice in &slices {
         workers.push(if plan.workers <= 1 {
-            spawn_local(plan, *slice, tx.clone())
+            spawn_local(plan, *slice, tx.clone(), driver)
         } else {
             spawn_child(plan, *slice, tx.clone(), observe.worker_exe.as_deref())?
         });
@@ -55,7 +61,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
     let n = workers.len();
     let mut state = RunState::default();
     let mut latest = vec![Counters::default(); n];
-    let mut results: Vec<WorkerResult> = Vec::new();
+    let mut results: Vec<Tally> = Vec::new();
     let mut warnings = Vec::new();
     let mut finished = 0;
     while finished < n {
@@ -167,7 +173,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
         worker.wait();
     }
     progress.finish(&latest);
-    let mut totals = WorkerResult::default();
+    let mut totals = Tally::default();
     for r in &results {
         totals.merge(r);
     }
@@ -206,7 +212,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
 /// Loss over the accepted publishes: the tails (published after a subscription's last delivery)
 /// from the publisher's count, then the refused and unanswered publishes taken out of the
 /// expected deliveries, the holes and the tails (`accepted.rs`).
-fn settle_loss(totals: &mut WorkerResult, staleness: bool, warnings: &mut Vec<Warning>) -> LossTotals {
+fn settle_loss(totals: &mut Tally, staleness: bool, warnings: &mut Vec<Warning>) -> LossTotals {
     let mut loss = totals.loss;
     let tails = totals.expected_published().saturating_sub(totals.seq_max_sum);
     let unaccepted = [&totals.refused, &totals.unanswered];
@@ -226,7 +232,7 @@ fn settle_loss(totals: &mut WorkerResult, staleness: bool, warnings: &mut Vec<Wa
             "{} missed message(s) were only counted, not kept (subscriptions with more than {} holes): \
              refused or unanswered publishes among them count as loss",
             totals.missed.untracked,
-            crate::loss::MISSED_RANGES_MAX
+            crate::measure::loss::MISSED_RANGES_MAX
         );
         let figures = [("messages", totals.missed.untracked as f64)];
         warnings.push(Warning::new(WarningKind::UntrackedMisses, message, &figures));

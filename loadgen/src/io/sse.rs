@@ -13,10 +13,10 @@ use std::time::Instant;
 
 use tokio_uring::net::TcpStream;
 
-use super::chunked;
 use super::http::{Framing, get_request, parse_head};
 use super::ws::OpenTimes;
 use crate::plan::Target;
+use crate::wire::chunked;
 
 /// Longest line or event accepted (bytes).
 const EVENT_MAX_BYTES: usize = 1 << 20;
@@ -128,7 +128,7 @@ impl SseClient {
         last_event_id: Option<&str>,
     ) -> anyhow::Result<(SseClient, OpenTimes)> {
         let began = Instant::now();
-        let stream = crate::net::connect(target.addr, source).await?;
+        let stream = crate::io::net::connect(target.addr, source).await?;
         let connected = Instant::now();
         let mut headers = String::from("Accept: text/event-stream\r\nCache-Control: no-cache\r\n");
         if let Some(id) = last_event_id.filter(|id| !id.is_empty()) {

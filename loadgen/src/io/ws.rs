@@ -102,7 +102,7 @@ impl WsClient {
         headers: &[(&str, &str)],
     ) -> anyhow::Result<(WsClient, OpenTimes)> {
         let began = Instant::now();
-        let stream = Rc::new(crate::net::connect(target.addr, source).await?);
+        let stream = Rc::new(crate::io::net::connect(target.addr, source).await?);
         let connected = Instant::now();
         let seed: u64 = rand::random::<u64>() | 1;
         let (handshake, request) =
@@ -231,7 +231,7 @@ impl WsClient {
     /// A duplicate of the socket's descriptor (for the fast receive path, which takes over).
     pub fn duplicate_fd(&self) -> io::Result<std::os::fd::OwnedFd> {
         use std::os::fd::AsRawFd;
-        crate::transports::wsring::duplicate(self.stream.as_raw_fd())
+        crate::io::net::duplicate(self.stream.as_raw_fd())
     }
 
     /// The bytes received but not yet decoded (e.g. frames that came with the upgrade answer).

@@ -122,7 +122,7 @@ pub fn parse_response(buf: &[u8]) -> anyhow::Result<Option<ResponseHead>> {
             Ok(Some(ResponseHead { status: head.status, total_len, body }))
         }
         Framing::Chunked => {
-            let mut decoder = super::chunked::Decoder::default();
+            let mut decoder = crate::wire::chunked::Decoder::default();
             let mut body = Vec::new();
             let used = decoder.feed(&buf[head.head_len..], &mut body)?;
             anyhow::ensure!(body.len() <= BODY_MAX_BYTES, "chunked body too large");
@@ -149,7 +149,7 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub async fn connect(target: &Target, source: Option<IpAddr>) -> io::Result<HttpClient> {
-        let stream = crate::net::connect(target.addr, source).await?;
+        let stream = crate::io::net::connect(target.addr, source).await?;
         Ok(HttpClient {
             stream,
             rx: Vec::with_capacity(16 * 1024),
@@ -200,7 +200,7 @@ pub struct HttpConn {
 
 impl HttpConn {
     pub async fn connect(target: &Target) -> io::Result<HttpConn> {
-        let stream = crate::net::connect(target.addr, None).await?;
+        let stream = crate::io::net::connect(target.addr, None).await?;
         Ok(HttpConn { stream: Rc::new(stream) })
     }
 

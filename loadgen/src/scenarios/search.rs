@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Outputs;
-use crate::coordinator::Observe;
+use crate::engine::coordinator::Observe;
 use crate::plan::{Plan, Schedule};
 use crate::report::progress::fmt_ns;
 use crate::result::summary::Verdict;
@@ -110,7 +110,7 @@ fn run_step(
     slo: Option<Duration>,
     quiet: bool,
 ) -> anyhow::Result<StepOutcome> {
-    let r = crate::run(plan, observe.clone(), &Outputs::default(), quiet)?;
+    let r = super::run::run(plan, observe.clone(), &Outputs::default(), quiet)?;
     let outcome = judge(&r, slo);
     if !quiet {
         eprintln!("{}", step_line(&outcome));
@@ -303,18 +303,19 @@ mod tests {
     /// 10 subscribers, `published` messages, `refused` of them refused, every accepted one
     /// delivered, in 1 s.
     fn refusing(published: u64, refused: u64) -> RunResult {
-        let totals = crate::engine::WorkerResult {
+        let totals = crate::measure::tally::Tally {
             published,
             subscriptions: vec![10],
             unaccepted_expected: 10 * refused,
-            counters: crate::stats::Counters {
+            counters: crate::measure::stats::Counters {
                 publish_ok: published - refused,
                 publish_refused: refused,
                 ..Default::default()
             },
             ..Default::default()
         };
-        let loss = crate::loss::LossTotals { delivered: 10 * (published - refused), ..Default::default() };
+        let loss =
+            crate::measure::loss::LossTotals { delivered: 10 * (published - refused), ..Default::default() };
         RunResult {
             plan: base(),
             totals,
