@@ -194,14 +194,14 @@ pub struct Workload {
     #[serde(default)]
     pub arrival: Arrival,
     /// WebSocket subscribers (rate with `ws`, idle, connect): the protocol spoken over the
-    /// WebSocket (`transports/protocol.rs`).
+    /// WebSocket (`wire/session.rs`).
     #[serde(default)]
     pub protocol: Protocol,
 }
 
 /// What WebSocket subscribers speak inside the WebSocket (`--protocol`). Each protocol's steps
 /// (route, upgrade headers, opening exchange, keepalive answer, how a delivery is unwrapped)
-/// are data in `transports/protocol.rs`.
+/// are data in `wire/session.rs`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -235,10 +235,10 @@ pub enum Arrival {
 #[serde(rename_all = "lowercase")]
 pub enum WsReceiver {
     /// One raw io_uring per thread: multishot recv into a provided buffer ring, frames parsed
-    /// in place (`transports/wsring.rs`).
+    /// in place (`io/wsring.rs`).
     #[default]
     Ring,
-    /// One tokio-uring read per wake-up and connection (`transports/ws.rs`).
+    /// One tokio-uring read per wake-up and connection (`io/ws.rs`).
     Tokio,
 }
 

@@ -33,9 +33,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, types};
-use tickcast_protocol::frame::{
-    HeaderStatus, MAX_HEADER_LEN, OpCode, Role, decode_header, write_client_frame,
-};
+use tickcast_protocol::client::{ClientFrame, ClientRead, ClientReader, MaskKeys};
+use tickcast_protocol::frame::{MAX_HEADER_LEN, OpCode, write_client_frame};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
@@ -61,13 +60,13 @@ struct Conn {
     socket: std::net::TcpStream,
     /// The start of a frame cut by the end of a buffer.
     partial: Vec<u8>,
-    fragments: Vec<u8>,
-    fragment_text: Option<bool>,
+    /// Frames out of the buffers (and fragmented messages joined).
+    reader: ClientReader,
     deliveries: Deliveries,
     /// The protocol spoken inside the WebSocket (its opening is done).
     session: Session,
     pings: u64,
-    mask_state: u64,
+    masks: MaskKeys,
     /// The multishot recv is armed (a completion without `MORE` disarms it).
     armed: bool,
     /// The server closed, failed or broke the protocol: no more data is read.
@@ -86,25 +85,18 @@ enum Action {
 impl Conn {
     /// Feeds bytes received; `Err` on a protocol error (the connection is dropped).
     fn on_data(&mut self, mut data: &[u8], stats: &mut ThreadStats, now: u64) -> anyhow::Result<()> {
-        // Complete the frame carried over, copying only its missing bytes.
-        while !self.partial.is_empty() {
-            match decode_header(&self.partial, Role::Client, MAX_FRAME_BYTES)? {
-                HeaderStatus::Complete { header, header_len } => {
-                    let total = header_len + header.payload_len as usize;
-                    let take = (total - self.partial.len()).min(data.len());
-                    self.partial.extend_from_slice(&data[..take]);
-                    data = &data[take..];
-                    if self.partial.len() < total {
-                        return Ok(());
-                    }
-                    let partial = std::mem::take(&mut self.partial);
-                    let result = self.on_frame(header.opcode, header.fin, &partial[header_len..], stats, now);
+        // Complete the frame carried over, copying only the bytes it still needs.
+        while !self.partial.is_empty() && !self.done {
+            match self.reader.read(&self.partial, MAX_FRAME_BYTES)? {
+                ClientRead::Frame { frame, used } => {
+                    let mut partial = std::mem::take(&mut self.partial);
+                    let result = self.on_frame(frame, &partial, stats, now);
+                    partial.drain(..used);
                     self.partial = partial;
-                    self.partial.clear();
                     result?;
                 }
-                HeaderStatus::Incomplete { .. } => {
-                    let take = (MAX_HEADER_LEN - self.partial.len()).min(data.len());
+                ClientRead::Incomplete { needed } => {
+                    let take = needed.min(data.len());
                     if take == 0 {
                         return Ok(());
                     }
@@ -115,15 +107,12 @@ impl Conn {
         }
         // Then every complete frame in place.
         while !data.is_empty() && !self.done {
-            match decode_header(data, Role::Client, MAX_FRAME_BYTES)? {
-                HeaderStatus::Complete { header, header_len }
-                    if data.len() >= header_len + header.payload_len as usize =>
-                {
-                    let total = header_len + header.payload_len as usize;
-                    self.on_frame(header.opcode, header.fin, &data[header_len..total], stats, now)?;
-                    data = &data[total..];
+            match self.reader.read(data, MAX_FRAME_BYTES)? {
+                ClientRead::Frame { frame, used } => {
+                    self.on_frame(frame, data, stats, now)?;
+                    data = &data[used..];
                 }
-                _ => {
+                ClientRead::Incomplete { .. } => {
                     self.partial.extend_from_slice(data);
                     return Ok(());
                 }
@@ -132,66 +121,27 @@ impl Conn {
         Ok(())
     }
 
+    /// Handles one frame that `self.reader` read from `input`.
     fn on_frame(
         &mut self,
-        opcode: OpCode,
-        fin: bool,
-        payload: &[u8],
+        frame: ClientFrame,
+        input: &[u8],
         stats: &mut ThreadStats,
         now: u64,
     ) -> anyhow::Result<()> {
-        let action = match opcode {
-            OpCode::Text | OpCode::Binary if fin && self.fragment_text.is_none() => {
-                let text = opcode == OpCode::Text;
-                account::frame(&mut self.session, text, payload, Some(&mut self.deliveries), stats, now)
-                    .into()
+        let action = match frame {
+            ClientFrame::Message { text, payload } => {
+                let body = self.reader.payload(input, &payload);
+                account::frame(&mut self.session, text, body, Some(&mut self.deliveries), stats, now).into()
             }
-            OpCode::Text | OpCode::Binary => {
-                self.fragments.clear();
-                self.fragments.extend_from_slice(payload);
-                self.fragment_text = Some(opcode == OpCode::Text);
-                if fin {
-                    self.fragment_text = None;
-                    let text = opcode == OpCode::Text;
-                    account::frame(
-                        &mut self.session,
-                        text,
-                        &self.fragments,
-                        Some(&mut self.deliveries),
-                        stats,
-                        now,
-                    )
-                    .into()
-                } else {
-                    Action::None
-                }
-            }
-            OpCode::Continuation => {
-                let Some(text) = self.fragment_text else {
-                    anyhow::bail!("continuation frame without a message");
-                };
-                self.fragments.extend_from_slice(payload);
-                if fin {
-                    self.fragment_text = None;
-                    account::frame(
-                        &mut self.session,
-                        text,
-                        &self.fragments,
-                        Some(&mut self.deliveries),
-                        stats,
-                        now,
-                    )
-                    .into()
-                } else {
-                    Action::None
-                }
-            }
-            OpCode::Ping => {
+            ClientFrame::Fragment | ClientFrame::Pong => Action::None,
+            ClientFrame::Ping(range) => {
                 self.pings += 1;
-                Action::Pong(payload.to_vec())
+                Action::Pong(input[range].to_vec())
             }
-            OpCode::Pong => Action::None,
-            OpCode::Close => Action::Closed(payload.get(..2).map(<[u8]>::to_vec).unwrap_or_default()),
+            ClientFrame::Close(range) => {
+                Action::Closed(input[range].get(..2).map(<[u8]>::to_vec).unwrap_or_default())
+            }
         };
         match action {
             Action::None => {}
@@ -211,12 +161,7 @@ impl Conn {
 
     /// Sends one small masked control frame with a plain `send` (pongs, closes: rare).
     fn send(&mut self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
-        let mut x = self.mask_state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.mask_state = x;
-        let mask = ((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32).to_le_bytes();
+        let mask = self.masks.next_key();
         let mut out = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
         write_client_frame(&mut out, opcode, payload, mask);
         self.socket.write_all(&out)
@@ -318,12 +263,11 @@ impl RingReceiver {
         let mut conn = Conn {
             socket: std::net::TcpStream::from(fd),
             partial: Vec::new(),
-            fragments: Vec::new(),
-            fragment_text: None,
+            reader: ClientReader::default(),
             deliveries,
             session,
             pings: 0,
-            mask_state: rand::random::<u64>() | 1,
+            masks: MaskKeys::new(rand::random()),
             armed: false,
             done: false,
         };
@@ -651,12 +595,11 @@ mod tests {
         let conn = Conn {
             socket,
             partial: Vec::new(),
-            fragments: Vec::new(),
-            fragment_text: None,
+            reader: ClientReader::default(),
             deliveries: Deliveries::new(vec![0], false, None),
             session: Session::new(protocol),
             pings: 0,
-            mask_state: 1,
+            masks: MaskKeys::new(1),
             armed: false,
             done: false,
         };

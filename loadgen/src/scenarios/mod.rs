@@ -105,7 +105,7 @@ pub async fn client(
 }
 
 /// Opens a WebSocket client: the upgrade (with the protocol's headers), then the protocol's
-/// own opening (`transports/protocol.rs`) until it confirms the subscription. Only then is the
+/// own opening (`wire/session.rs`) until it confirms the subscription. Only then is the
 /// client open: it counts towards "every client is open", which starts the measured phase.
 async fn open_ws(
     ctx: &Ctx,

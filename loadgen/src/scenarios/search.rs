@@ -80,7 +80,8 @@ pub fn judge(r: &RunResult, slo_p99: Option<Duration>) -> StepOutcome {
         p99_ns,
         max_ns: latency.at(1.0),
         delivered_ratio,
-        deliveries_per_second: r.loss.delivered as f64 / r.run_seconds.max(1e-9),
+        // The one definition of deliveries per second (the summary's).
+        deliveries_per_second: Summary::of(r, &[]).messages.deliveries_per_s.unwrap_or(0.0),
         ok: reason.is_none(),
         reason,
         result: r.clone(),
