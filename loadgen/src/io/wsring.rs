@@ -643,6 +643,31 @@ mod tests {
         }
     }
 
+    /// A header cut by the end of a buffer, the rest of the stream in the next one: the frame
+    /// carried over takes only its own bytes, however short it is (a ping is 4 bytes, less
+    /// than a longest header).
+    #[test]
+    fn a_short_frame_cut_in_its_header_takes_only_its_own_bytes() {
+        let mut stream = bytes::BytesMut::new();
+        write_server_frame(&mut stream, OpCode::Ping, b"hi");
+        let mut payload = Vec::new();
+        for seq in 1..=3 {
+            write_server_frame(&mut stream, OpCode::Ping, b"");
+            stamp::write(&mut payload, Stamp { seq, t_ns: 10, src: 0 }, 60);
+            write_server_frame(&mut stream, OpCode::Text, &payload);
+        }
+        for cut in 1..stream.len() {
+            let (mut conn, _peer) = conn();
+            let mut stats = ThreadStats::default();
+            conn.on_data(&stream[..cut], &mut stats, 20).unwrap();
+            conn.on_data(&stream[cut..], &mut stats, 20).unwrap();
+            assert!(conn.partial.is_empty(), "cut {cut}");
+            assert_eq!(conn.pings, 4, "cut {cut}");
+            conn.deliveries.finish(&mut stats);
+            assert_eq!(stats.tally.loss.delivered, 3, "cut {cut}");
+        }
+    }
+
     /// Socket.IO frames through the ring, cut anywhere: deliveries unwrapped and measured, the
     /// server's ping (`2`) answered with a masked text frame `3` on the socket, a fragmented
     /// event reassembled; nothing malformed.
