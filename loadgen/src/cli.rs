@@ -267,7 +267,7 @@ impl RateMsg {
         anyhow::ensure!(!self.poll_interval.is_zero(), "--poll-interval must be positive");
         anyhow::ensure!(
             self.protocol == Protocol::Ws || self.transport == Transport::Ws,
-            "--protocol {:?} runs over WebSocket only (--transport ws)",
+            "--protocol {} runs over WebSocket only (--transport ws)",
             self.protocol
         );
         Ok(Workload {

@@ -55,7 +55,8 @@ fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A search runs many steps; an interval log of one of them would mislead.
+/// A search runs many steps; an interval log of one of them would mislead (`merge` has none
+/// either).
 fn refuse_hlog(out: &Outputs, what: &str) -> anyhow::Result<()> {
     anyhow::ensure!(out.hlog.is_none(), "{what} runs several steps: --hlog takes one run (use rate)");
     Ok(())
@@ -91,6 +92,7 @@ fn finish_search(
 
 fn merge(files: &[std::path::PathBuf], out: &Outputs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(!files.is_empty(), "merge needs at least one --json result file");
+    anyhow::ensure!(out.hlog.is_none(), "merge has no interval log to write (--hlog takes one run)");
     let mut merged = report::files::read_json(&files[0])?;
     for path in &files[1..] {
         let other = report::files::read_json(path)?;

@@ -312,6 +312,17 @@ pub enum Publisher {
     None,
 }
 
+/// As on the command line: `ws`, `socketio`, `actioncable`.
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Ws => "ws",
+            Protocol::SocketIo => "socketio",
+            Protocol::ActionCable => "actioncable",
+        })
+    }
+}
+
 /// As on the command line: `http`, `http-pool`, `ws`, `none`.
 impl std::fmt::Display for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -118,10 +118,10 @@ pub fn run(
         }
         if state.t0.is_none() && !state.stopped && now >= connect_deadline {
             let message = format!(
-                "only {} of {} workers had opened every client after {:?}; stopped",
+                "only {} of {} workers had opened every client after {:.0}s; stopped",
                 state.ready,
                 n,
-                connect_budget(plan)
+                connect_budget(plan).as_secs_f64()
             );
             let figures = [("workers_ready", state.ready as f64), ("workers", n as f64)];
             warnings.push(Warning::new(WarningKind::ConnectIncomplete, message, &figures));

@@ -122,7 +122,7 @@ async fn open_ws(
         subscribe(ctx, &mut client, &mut session, &mut opening)
             .await
             // Not an I/O error: a failure of the protocol's opening counts as a failed handshake.
-            .map_err(|e| anyhow::anyhow!("{:?} opening: {e:#}", session.protocol))?;
+            .map_err(|e| anyhow::anyhow!("{} opening: {e:#}", session.protocol))?;
         times.subscribe_ns = Some(began.elapsed().as_nanos() as u64);
     }
     Ok(((client, session), times))

@@ -178,10 +178,10 @@ impl Opening {
             }
             Frame::Ping => Ok(OpenStep { send: spec.ping_reply, open: false }),
             Frame::Control => Ok(OpenStep { send: None, open: false }),
-            Frame::Refused => anyhow::bail!("{protocol:?}: the server refused the subscription"),
-            Frame::Leaving => anyhow::bail!("{protocol:?}: the server left during the opening"),
+            Frame::Refused => anyhow::bail!("{protocol}: the server refused the subscription"),
+            Frame::Leaving => anyhow::bail!("{protocol}: the server left during the opening"),
             other => anyhow::bail!(
-                "{protocol:?}: unexpected frame while waiting for {:?}: {other:?} ({})",
+                "{protocol}: unexpected frame while waiting for {:?}: {other:?} ({})",
                 spec.open[self.step].0,
                 String::from_utf8_lossy(&payload[..payload.len().min(120)])
             ),
