@@ -117,3 +117,42 @@ pub struct ResultFile<'a> {
     pub result: &'a RunResult,
     pub summary: &'a Summary,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, plan_of};
+
+    fn result(disconnected: u64, warnings: Vec<Warning>) -> RunResult {
+        let cli = <Cli as clap::Parser>::try_parse_from(["lg", "rate", "--rate", "100"]).unwrap();
+        let mut totals = Tally::default();
+        totals.counters.disconnected = disconnected;
+        RunResult {
+            plan: plan_of(&cli.command).unwrap().0,
+            totals,
+            loss: LossTotals::default(),
+            connect_seconds: 0.1,
+            run_seconds: 1.0,
+            drain_seconds: 0.0,
+            loadgen_cpu_seconds: 0.0,
+            loadgen_run_cpu_seconds: 0.0,
+            loadgen_drain_cpu_seconds: 0.0,
+            wall_seconds: 1.2,
+            server: None,
+            warnings,
+        }
+    }
+
+    #[test]
+    fn a_merge_derives_the_warnings_again_from_the_sums() {
+        let failed = Warning::new(WarningKind::WorkerFailed, "worker 1 failed: x".into(), &[("worker", 1.0)]);
+        let stale = Warning::new(WarningKind::LoadgenBusy, "busy".into(), &[("share", 0.9)]);
+        let mut a = result(1, vec![failed.clone(), stale]);
+        a.merge(&result(2, Vec::new()));
+        let kinds: Vec<WarningKind> = a.warnings.iter().map(|w| w.kind).collect();
+        // The event stays; the busy warning of one file is not the sum's; the cut-offs add up.
+        assert_eq!(kinds, [WarningKind::WorkerFailed, WarningKind::CutOff]);
+        assert_eq!(a.warnings[1].figures["connections"], 3.0);
+        assert_eq!(a.totals.counters.disconnected, 3);
+    }
+}
