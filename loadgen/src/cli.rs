@@ -9,6 +9,7 @@ use crate::plan::{
     Arrival, Clients, Plan, PollPlan, Protocol, Publisher, Scenario, Schedule, Stop, Target, Transport,
     Workload, WsReceiver, parse_source_ips,
 };
+use crate::result::thresholds::{self, Threshold};
 use crate::time::parse_duration;
 
 /// One process holds at most this many clients when `--workers` is automatic (the reference
@@ -75,8 +76,8 @@ pub enum Command {
         #[command(flatten)]
         msg: RateMsg,
         /// Messages per second published (in all); required unless `--publisher none`.
-        #[arg(long, default_value_t = 0.0)]
-        rate: f64,
+        #[arg(long, value_name = "PER_SECOND")]
+        rate: Option<f64>,
     },
     /// Capacity: `rate` runs stepping the publish rate (or the clients) until the p99 SLO
     /// breaks or delivery stops tracking the offered rate; reports the last good step.
@@ -137,18 +138,59 @@ pub enum Command {
     Worker,
 }
 
-/// Where the results go.
+/// Where the results go, and what they must meet.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Outputs {
-    /// Write every figure and the full plan as JSON.
-    #[arg(long)]
+    /// Write every figure, the full plan and the typed summary as JSON (schema in
+    /// docs/loadgen.md).
+    #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write the main histogram's percentile distribution (HdrHistogram format, ms).
-    #[arg(long)]
+    /// Write the main histogram's percentile distribution (HdrHistogram format, ms), e.g.
+    /// `run.hgrm`.
+    #[arg(long, value_name = "FILE")]
     pub percentiles: Option<PathBuf>,
-    /// Write an HdrHistogram interval log of the main histogram.
-    #[arg(long)]
+    /// Write an HdrHistogram interval log of the main histogram, e.g. `run.hlog` (one run only:
+    /// ramp and saturate --search refuse it).
+    #[arg(long, value_name = "FILE")]
     pub hlog: Option<PathBuf>,
+    #[command(flatten)]
+    pub checks: Checks,
+}
+
+/// Thresholds: when one fails the run exits with code 3 (`result::THRESHOLD_EXIT`) and the
+/// summary says which.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Checks {
+    /// Fail (exit 3) when the main histogram's p99 exceeds this, e.g. `50ms`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub fail_p99: Option<Duration>,
+    /// Fail (exit 3) when the main histogram's percentile exceeds a limit: `p99.9=20ms`
+    /// (p50, p90, p99, p99.9, p99.99 or max); repeatable.
+    #[arg(long, value_name = "PCT=DURATION", value_parser = thresholds::parse_percentile)]
+    pub fail_percentile: Vec<Threshold>,
+    /// Fail (exit 3) when more than N messages were lost (announced by a gap notice or not).
+    #[arg(long, value_name = "N")]
+    pub fail_loss: Option<u64>,
+    /// Fail (exit 3) when the run warns of this kind (`loadgen_busy`, `silent_loss`, ... as in
+    /// the JSON's `warnings`), or `any`; repeatable.
+    #[arg(long, value_name = "KIND", value_parser = thresholds::parse_warning)]
+    pub fail_on_warning: Vec<Threshold>,
+}
+
+impl Checks {
+    /// Every threshold asked for, in the order the summary lists them.
+    pub fn thresholds(&self) -> Vec<Threshold> {
+        let mut out = Vec::new();
+        if let Some(limit) = self.fail_p99 {
+            out.push(Threshold::Percentile { label: "p99".into(), limit });
+        }
+        out.extend(self.fail_percentile.iter().cloned());
+        if let Some(max) = self.fail_loss {
+            out.push(Threshold::Loss { max });
+        }
+        out.extend(self.fail_on_warning.iter().cloned());
+        out
+    }
 }
 
 /// Messages, channels, transports of the rate-based scenarios.
@@ -225,13 +267,13 @@ impl RateMsg {
         anyhow::ensure!(!self.poll_interval.is_zero(), "--poll-interval must be positive");
         anyhow::ensure!(
             self.protocol == Protocol::Ws || self.transport == Transport::Ws,
-            "--protocol {:?} runs over WebSocket only (--transport ws)",
+            "--protocol {} runs over WebSocket only (--transport ws)",
             self.protocol
         );
         Ok(Workload {
             schedule,
             message_bytes: self.size,
-            channels: crate::channels::parse(&self.channels, self.channel_count)?,
+            channels: crate::measure::channels::parse(&self.channels, self.channel_count)?,
             channels_per_client: self.channels_per_client,
             publisher: self.publisher,
             transport: self.transport,
@@ -268,7 +310,9 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct Common {
-    /// The server.
+    /// The server: `http://HOST[:PORT][/PATH]` or `ws://...`; HOST is a name (resolved once)
+    /// or an address, `[v6]` included, local or remote; PORT defaults to 80; a PATH here is the
+    /// default of --path.
     #[arg(long, env = "TICKCAST_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Request path (and query) for the WebSocket upgrade; the default depends on the scenario.
@@ -289,7 +333,8 @@ pub struct Common {
     /// Connections being opened at once, per thread.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
-    /// Source addresses, round-robin per client: `127.0.0.1-127.0.0.40` or a list.
+    /// Source addresses, round-robin per client: `127.0.0.1-127.0.0.40` or a list; each must be
+    /// an address of this host.
     #[arg(long)]
     pub source_ips: Option<String>,
     /// Read buffer per connection, bytes.
@@ -322,6 +367,8 @@ impl Common {
             Some(text) => parse_source_ips(text)?,
             None => Vec::new(),
         };
+        let target = Target::parse(&self.url, Some(&path))?;
+        check_sources(&source_ips, &target)?;
         let ports = ephemeral_ports() * source_ips.len().max(1) as u64;
         anyhow::ensure!(
             self.clients <= ports,
@@ -336,7 +383,7 @@ impl Common {
         };
         Ok(Plan {
             scenario,
-            target: Target::parse(&self.url, Some(&path))?,
+            target,
             clients: Clients {
                 count: self.clients,
                 connect: if self.connect_rate > 0.0 {
@@ -355,6 +402,22 @@ impl Common {
             progress_interval: self.progress_interval,
         })
     }
+}
+
+/// Every source address must be one of this host's, of the target's family: said once here
+/// rather than as one failed connection per client.
+fn check_sources(ips: &[std::net::IpAddr], target: &Target) -> anyhow::Result<()> {
+    for ip in ips {
+        anyhow::ensure!(
+            ip.is_ipv4() == target.addr.is_ipv4(),
+            "--source-ips {ip} and the target {} are not of the same address family",
+            target.addr
+        );
+        // Binding a UDP socket sends nothing and fails exactly when TCP's bind would.
+        std::net::UdpSocket::bind((*ip, 0))
+            .map_err(|e| anyhow::anyhow!("--source-ips {ip} is not an address of this host: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Ephemeral ports one source address has toward one server port
@@ -420,8 +483,12 @@ pub fn plan_of(command: &Command) -> anyhow::Result<(Plan, &Common)> {
             Ok((common.plan(Scenario::Echo, "/echo", workload, stop)?, common))
         }
         Command::Rate { common, run, msg, rate } => {
-            anyhow::ensure!(*rate > 0.0 || msg.publisher == Publisher::None, "--rate must be positive");
-            let workload = msg.workload(Schedule::Open { per_second: *rate })?;
+            let rate = rate.unwrap_or(0.0);
+            anyhow::ensure!(
+                rate > 0.0 || msg.publisher == Publisher::None,
+                "--rate (messages per second, in all) is required and positive unless --publisher none"
+            );
+            let workload = msg.workload(Schedule::Open { per_second: rate })?;
             let stop = Stop { duration: run.duration, count: run.count, drain: msg.drain };
             Ok((common.plan(Scenario::Rate, msg.path(), workload, stop)?, common))
         }
@@ -519,6 +586,10 @@ mod tests {
             |args: &[&str]| Cli::try_parse_from(args).map(|c| plan_of(&c.command).is_err()).unwrap_or(true);
         assert!(bad(&["lg", "rate", "--rate", "1", "--channels", "a b"]));
         assert!(bad(&["lg", "rate", "--rate", "1", "--transport", "carrier-pigeon"]));
+        // Required, with no default shown; a source address must be this host's.
+        assert!(bad(&["lg", "rate"]));
+        assert!(bad(&["lg", "rate", "--rate", "1", "--source-ips", "192.0.2.1"]));
+        assert!(bad(&["lg", "rate", "--rate", "1", "--source-ips", "::1"]));
     }
 
     #[test]

@@ -67,6 +67,18 @@ impl Schedule {
     }
 }
 
+/// How the table prints a schedule: `open 50/s`, `windowed 8`, `closed loop`, `unpaced`.
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Unpaced => f.write_str("unpaced"),
+            Schedule::ClosedLoop => f.write_str("closed loop"),
+            Schedule::Open { per_second } => write!(f, "open {per_second}/s"),
+            Schedule::Windowed { window } => write!(f, "windowed {window}"),
+        }
+    }
+}
+
 /// When the measured phase ends: whichever limit comes first. `duration` is always set, so
 /// every run is bounded in time.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -91,7 +103,9 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `http://HOST:PORT` (or `ws://`), with an optional path that `path` overrides.
+    /// Parses `http://HOST[:PORT][/PATH]` (or `ws://`), with an optional path that `path`
+    /// overrides. HOST is a name (resolved here, first address) or an IP address, `[v6]`
+    /// included; any address is accepted: pointing a load generator at a server is its job.
     pub fn parse(url: &str, path: Option<&str>) -> anyhow::Result<Target> {
         let rest = url
             .strip_prefix("http://")
@@ -101,15 +115,15 @@ impl Target {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse()?),
-            None => (authority.to_string(), 80),
-        };
-        let addr = (host.as_str(), port)
-            .to_socket_addrs()?
+        let (host, port) = split_authority(authority)
+            .ok_or_else(|| anyhow::anyhow!("--url {url}: expected HOST[:PORT] after the scheme"))?;
+        // `[::1]` in a URL, `::1` to the resolver.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = (bare, port)
+            .to_socket_addrs()
+            .map_err(|e| anyhow::anyhow!("--url {url}: cannot resolve {host}: {e}"))?
             .next()
-            .ok_or_else(|| anyhow::anyhow!("cannot resolve {authority}"))?;
-        anyhow::ensure!(addr.ip().is_loopback(), "only loopback targets are allowed here (got {addr})");
+            .ok_or_else(|| anyhow::anyhow!("--url {url}: {host} has no address"))?;
         let path = match path {
             Some(p) => p.to_string(),
             None if !url_path.is_empty() => url_path.to_string(),
@@ -122,6 +136,16 @@ impl Target {
     pub fn authority(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+}
+
+/// `host:port`, `host` (port 80), `[v6]:port` or `[v6]`; `None` when empty or the port is bad.
+fn split_authority(authority: &str) -> Option<(String, u16)> {
+    let (host, port) = match authority.rsplit_once(':') {
+        // A bare IPv6 address in brackets has colons inside, none after the bracket.
+        Some((h, p)) if !p.ends_with(']') => (h, p.parse().ok()?),
+        _ => (authority, 80),
+    };
+    (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
 /// Who connects, how fast, from where.
@@ -170,14 +194,14 @@ pub struct Workload {
     #[serde(default)]
     pub arrival: Arrival,
     /// WebSocket subscribers (rate with `ws`, idle, connect): the protocol spoken over the
-    /// WebSocket (`transports/protocol.rs`).
+    /// WebSocket (`wire/session.rs`).
     #[serde(default)]
     pub protocol: Protocol,
 }
 
 /// What WebSocket subscribers speak inside the WebSocket (`--protocol`). Each protocol's steps
 /// (route, upgrade headers, opening exchange, keepalive answer, how a delivery is unwrapped)
-/// are data in `transports/protocol.rs`.
+/// are data in `wire/session.rs`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -211,10 +235,10 @@ pub enum Arrival {
 #[serde(rename_all = "lowercase")]
 pub enum WsReceiver {
     /// One raw io_uring per thread: multishot recv into a provided buffer ring, frames parsed
-    /// in place (`transports/wsring.rs`).
+    /// in place (`io/wsring.rs`).
     #[default]
     Ring,
-    /// One tokio-uring read per wake-up and connection (`transports/ws.rs`).
+    /// One tokio-uring read per wake-up and connection (`io/ws.rs`).
     Tokio,
 }
 
@@ -286,6 +310,29 @@ pub enum Publisher {
     /// Nobody here: the server's own feed (or a trivial sender) produces the messages; the
     /// subscribers only receive, count and time what carries a stamp.
     None,
+}
+
+/// As on the command line: `ws`, `socketio`, `actioncable`.
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Ws => "ws",
+            Protocol::SocketIo => "socketio",
+            Protocol::ActionCable => "actioncable",
+        })
+    }
+}
+
+/// As on the command line: `http`, `http-pool`, `ws`, `none`.
+impl std::fmt::Display for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Publisher::Http => "http",
+            Publisher::HttpPool => "http-pool",
+            Publisher::Ws => "ws",
+            Publisher::None => "none",
+        })
+    }
 }
 
 /// A complete run.
@@ -363,7 +410,9 @@ pub fn split(n: u64, parts: usize) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Parses `127.0.0.1-127.0.0.40`, `127.0.0.1,127.0.0.2` or a single address. Loopback only.
+/// Parses `127.0.0.1-127.0.0.40`, `127.0.0.1,127.0.0.2` or a single address. Any address of
+/// this host (binding says so clearly when one is not); unspecified and multicast ones are
+/// refused here.
 pub fn parse_source_ips(text: &str) -> anyhow::Result<Vec<IpAddr>> {
     let mut out = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -377,7 +426,10 @@ pub fn parse_source_ips(text: &str) -> anyhow::Result<Vec<IpAddr>> {
         }
     }
     for ip in &out {
-        anyhow::ensure!(ip.is_loopback(), "source address {ip} is not loopback");
+        anyhow::ensure!(
+            !ip.is_unspecified() && !ip.is_multicast(),
+            "source address {ip} cannot be a connection's own address"
+        );
     }
     Ok(out)
 }
@@ -419,7 +471,9 @@ mod tests {
         assert_eq!(ips.len(), 40);
         assert_eq!(ips[39], "127.0.0.40".parse::<IpAddr>().unwrap());
         assert_eq!(parse_source_ips("127.0.0.2, 127.0.0.3").unwrap().len(), 2);
-        assert!(parse_source_ips("10.0.0.1").is_err());
+        assert_eq!(parse_source_ips("10.0.0.1").unwrap().len(), 1);
+        assert!(parse_source_ips("0.0.0.0").is_err());
+        assert!(parse_source_ips("224.0.0.1").is_err());
         assert!(parse_source_ips("127.0.0.9-127.0.0.1").is_err());
     }
 
@@ -432,6 +486,15 @@ mod tests {
         assert_eq!(t.path, "/ws?channels=a");
         assert_eq!(t.authority(), "localhost:9");
         assert!(Target::parse("https://127.0.0.1:1", None).is_err());
+        // Any address: a remote server is what a load generator is for.
+        let t = Target::parse("http://192.0.2.7:8080/ws", None).unwrap();
+        assert_eq!((t.addr, t.path.as_str()), ("192.0.2.7:8080".parse().unwrap(), "/ws"));
+        let t = Target::parse("ws://[::1]:9/x", None).unwrap();
+        assert_eq!((t.addr.port(), t.authority().as_str()), (9, "[::1]:9"));
+        assert_eq!(Target::parse("http://127.0.0.1", None).unwrap().port, 80);
+        assert!(Target::parse("http://:80", None).is_err());
+        assert!(Target::parse("http://127.0.0.1:http", None).is_err());
+        assert!(Target::parse("http://no-such-host.invalid:80", None).is_err());
     }
 
     #[test]

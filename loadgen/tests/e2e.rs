@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tickcast_loadgen::cli::{Cli, Outputs, plan_of};
-use tickcast_loadgen::coordinator::{Observe, RunResult};
+use tickcast_loadgen::engine::coordinator::Observe;
 use tickcast_loadgen::plan::Plan;
+use tickcast_loadgen::result::RunResult;
 
 /// The peer on its own tokio runtime (in a thread); dropping it shuts the server down, closing
 /// every connection.
@@ -106,7 +107,7 @@ fn rate_delivers_everything_to_every_subscriber() {
     assert_eq!(r.loss.delivered, 5 * published, "{:?}", r.loss);
     assert_eq!(r.loss.lost() + r.loss.duplicates + r.loss.reordered, 0);
     assert_eq!(r.totals.hists["latency"].len(), 5 * published);
-    assert!(r.warnings.iter().all(|w| !w.contains("DELIVERY")), "{:?}", r.warnings);
+    assert!(r.warnings.iter().all(|w| !w.message.contains("DELIVERY")), "{:?}", r.warnings);
 }
 
 /// Rates and the load generator's busy share are over the measured (publishing) phase: the drain
@@ -122,7 +123,7 @@ fn rates_are_over_the_publishing_phase_not_the_drain() {
     assert!((0.99..1.1).contains(&r.run_seconds), "run {}", r.run_seconds);
     assert!((0.99..1.5).contains(&r.drain_seconds), "drain {}", r.drain_seconds);
     assert_eq!(r.loss.lost(), 0, "{:?}", r.loss);
-    let step = tickcast_loadgen::search::judge(&r, None);
+    let step = tickcast_loadgen::scenarios::search::judge(&r, None);
     // 5 subscribers x 500 messages/s.
     assert!(step.deliveries_per_second > 2300.0, "{}", step.deliveries_per_second);
     assert!(r.loadgen_run_cpu_seconds + r.loadgen_drain_cpu_seconds <= r.loadgen_cpu_seconds + 0.05);
@@ -212,14 +213,14 @@ fn a_server_that_dies_mid_run_shows_up() {
     let r = run(&p, Observe::default());
     killer.join().unwrap();
     assert_eq!(r.totals.counters.disconnected, 3, "{:?}", r.totals.counters);
-    assert!(r.warnings.iter().any(|w| w.contains("cut off")), "{:?}", r.warnings);
+    assert!(r.warnings.iter().any(|w| w.message.contains("cut off")), "{:?}", r.warnings);
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[test]
 fn ramp_steps_until_the_slo_breaks() {
     let _serial = one_at_a_time();
-    use tickcast_loadgen::search::{Stepping, last_good, ramp};
+    use tickcast_loadgen::scenarios::search::{Stepping, last_good, ramp};
     let peer = Peer::start();
     let url = peer.url();
     let base = plan(&["rate", "--url", &url, "--clients", "3", "--rate", "100", "--duration", "300ms"]);
@@ -624,7 +625,11 @@ fn assert_everything_delivered(r: &RunResult) {
     assert_eq!((c.malformed, c.messages_unstamped, c.gap_notices), (0, 0, 0), "{c:?}");
     assert_eq!((c.connected, c.disconnected), (r.plan.clients.count, 0), "{c:?}");
     assert_eq!(r.totals.hists["latency"].len(), r.loss.delivered);
-    assert!(r.warnings.iter().all(|w| !w.contains("DELIVERY") && !w.contains("LOSS")), "{:?}", r.warnings);
+    assert!(
+        r.warnings.iter().all(|w| !w.message.contains("DELIVERY") && !w.message.contains("LOSS")),
+        "{:?}",
+        r.warnings
+    );
 }
 
 #[test]
@@ -768,7 +773,7 @@ fn a_tickcast_killed_mid_run_cuts_long_pollers_off_and_the_run_ends() {
     assert!(r.loss.delivered > 0 && r.loss.delivered <= 3 * r.totals.published, "{:?} {c:?}", r.loss);
     assert!(c.publish_ok > 0, "{c:?}");
     assert_eq!(r.loss.duplicates, 0);
-    assert!(r.warnings.iter().any(|w| w.contains("cut off")), "{:?}", r.warnings);
+    assert!(r.warnings.iter().any(|w| w.message.contains("cut off")), "{:?}", r.warnings);
     assert!(started.elapsed() < Duration::from_secs(60));
 }
 
@@ -818,8 +823,101 @@ fn publishes_tickcast_refuses_are_reported_not_lost() {
     assert_eq!(r.loss.delivered, r.totals.expected(), "{:?}", r.loss);
     assert_eq!(r.loss.lost(), 0, "{:?}", r.loss);
     assert!(
-        r.warnings.iter().all(|w| !w.contains("SILENTLY") && !w.contains("DELIVERY")),
+        r.warnings.iter().all(|w| !w.message.contains("SILENTLY") && !w.message.contains("DELIVERY")),
         "{:?}",
         r.warnings
     );
+}
+
+/// The binary with `args`, against loopback; returns its exit code, stdout and `--json` file.
+fn loadgen_cli(args: &[&str]) -> (Option<i32>, String, serde_json::Value) {
+    let json = std::env::temp_dir().join(format!(
+        "lg-e2e-{}-{}.json",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    ));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast-loadgen"))
+        .args(args)
+        .args(["--quiet", "--json", json.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running tickcast-loadgen");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = std::fs::read_to_string(&json)
+        .unwrap_or_else(|e| panic!("no --json ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let _ = std::fs::remove_file(&json);
+    (out.status.code(), stdout, serde_json::from_str(&text).unwrap())
+}
+
+#[test]
+fn thresholds_set_the_exit_code_and_the_summary_says_which() {
+    let _serial = one_at_a_time();
+    let peer = Peer::start();
+    let url = peer.url();
+    let base = ["echo", "--url", &url, "--clients", "2", "--duration", "300ms"];
+
+    let holds =
+        [&base[..], &["--fail-p99", "10s", "--fail-loss", "0", "--fail-percentile", "max=20s"]].concat();
+    let (code, stdout, json) = loadgen_cli(&holds);
+    assert_eq!(code, Some(0), "{stdout}");
+    let s = &json["summary"];
+    assert_eq!(json["schema"], 2);
+    assert_eq!((s["scenario"].as_str(), s["main_histogram"].as_str()), (Some("echo"), Some("rtt")));
+    assert!(s["histograms"]["rtt"]["p99_us"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(s["passed"], true, "{s}");
+    let names: Vec<&str> =
+        s["thresholds"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["p99", "max", "loss"]);
+    assert!(stdout.contains("every threshold held"), "{stdout}");
+    // The encoded histograms stay beside the summary.
+    assert!(json["totals"]["hists"]["rtt"].is_string());
+
+    let fails = [&base[..], &["--fail-p99", "1us", "--fail-loss", "0"]].concat();
+    let (code, stdout, json) = loadgen_cli(&fails);
+    assert_eq!(code, Some(3), "{stdout}");
+    let s = &json["summary"];
+    assert_eq!(s["passed"], false, "{s}");
+    let p99 = &s["thresholds"][0];
+    assert_eq!(
+        (p99["name"].as_str(), p99["passed"].as_bool(), p99["unit"].as_str()),
+        (Some("p99"), Some(false), Some("us"))
+    );
+    assert_eq!(p99["limit"].as_f64(), Some(1.0));
+    assert_eq!(s["thresholds"][1]["passed"], true, "{s}");
+    assert!(stdout.contains("THRESHOLDS FAILED: p99 (exit 3)"), "{stdout}");
+}
+
+#[test]
+fn rate_json_carries_a_typed_summary() {
+    let _serial = one_at_a_time();
+    let server = Tickcast::start(&[]);
+    let url = server.url();
+    let args = ["rate", "--url", &url, "--clients", "3", "--rate", "200", "--duration", "500ms"];
+    let (code, stdout, json) = loadgen_cli(&args);
+    assert_eq!(code, Some(0), "{stdout}");
+    let s = &json["summary"];
+    assert_eq!(json["schema"], 2);
+    for (key, value) in
+        [("scenario", "rate"), ("transport", "ws"), ("protocol", "tickcast"), ("main_histogram", "latency")]
+    {
+        assert_eq!(s[key].as_str(), Some(value), "{key}: {s}");
+    }
+    assert_eq!(s["target"].as_str(), Some(format!("{url}/ws").as_str()));
+    assert_eq!((s["clients"].as_u64(), s["message_bytes"].as_u64()), (Some(3), Some(128)));
+    let latency = &s["histograms"]["latency"];
+    for key in ["min_us", "mean_us", "p50_us", "p90_us", "p99_us", "p99_9_us", "p99_99_us", "max_us"] {
+        assert!(latency[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {latency}");
+    }
+    let m = &s["messages"];
+    assert!(m["delivered"].as_u64().unwrap() >= 3 * 90, "{m}");
+    assert_eq!(m["delivered"], m["expected"], "{m}");
+    assert_eq!(latency["count"], m["delivered"], "{s}");
+    let measured = s["durations_s"]["measured"].as_f64().unwrap();
+    let per_s = m["deliveries_per_s"].as_f64().unwrap();
+    assert!((per_s - m["delivered"].as_f64().unwrap() / measured).abs() < 1e-6, "{m}");
+    assert!(m["sustained_per_s"].is_null() && s["server"].is_null(), "{s}");
+    assert!(s["wire"]["received_bytes_per_delivery"].as_f64().unwrap() > 128.0, "{s}");
+    assert!(s["loadgen"]["busy_share"].as_f64().is_some(), "{s}");
+    assert!(s["warnings"].is_array() && s["thresholds"].as_array().unwrap().is_empty());
+    assert!(stdout.contains("schedule open 200/s") && !stdout.contains("Open {"), "{stdout}");
 }

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tickcast_loadgen::cli::{Cli, Outputs, plan_of};
-use tickcast_loadgen::coordinator::{Observe, RunResult};
+use tickcast_loadgen::engine::coordinator::Observe;
+use tickcast_loadgen::result::RunResult;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -409,7 +410,7 @@ fn refused_and_unanswered_publishes_are_reported_apart_not_as_loss() {
         Observe { server_pid: None, worker_exe: Some(env!("CARGO_BIN_EXE_tickcast-loadgen").into()) };
     let r = run_observed(&start(misbehave), &args, observe);
     assert_eq!(r.plan.workers, 2);
-    assert!(r.warnings.iter().all(|w| !w.contains("worker")), "{:?}", r.warnings);
+    assert!(r.warnings.iter().all(|w| !w.message.contains("worker")), "{:?}", r.warnings);
     assert_refused_and_unanswered_not_lost(&r);
 }
 
@@ -424,11 +425,11 @@ fn assert_refused_and_unanswered_not_lost(r: &RunResult) {
     assert_eq!(r.loss.delivered, 4 * 120, "{:?}", r.loss);
     assert_eq!((r.loss.lost(), r.loss.delivered_unaccepted), (0, 0), "{:?}", r.loss);
     assert!(
-        r.warnings.iter().all(|w| !w.contains("SILENTLY") && !w.contains("DELIVERY")),
+        r.warnings.iter().all(|w| !w.message.contains("SILENTLY") && !w.message.contains("DELIVERY")),
         "{:?}",
         r.warnings
     );
-    assert!(r.warnings.iter().any(|w| w.contains("refused")), "{:?}", r.warnings);
+    assert!(r.warnings.iter().any(|w| w.message.contains("refused")), "{:?}", r.warnings);
     let table = tickcast_loadgen::report::table::render(r);
     let line = format!("publish refused 30, publish unanswered {}", c.publish_unanswered);
     assert!(table.contains(&line) && table.contains("lost 0 ("), "{table}");

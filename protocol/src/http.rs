@@ -172,58 +172,118 @@ fn parse_error(e: httparse::Error) -> &'static str {
 
 /// Longest trailer section accepted after a chunked body (trailers are read and ignored).
 const MAX_TRAILERS: usize = 4096;
+/// Longest chunk-size line (size and extensions) accepted.
+const MAX_SIZE_LINE: usize = 1024;
+
+/// Where a [`ChunkedDecoder`] is in the body.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    #[default]
+    Size,
+    /// Inside a chunk's data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last (zero) chunk: trailer lines until an empty one.
+    Trailer,
+    /// The body is complete.
+    Done,
+}
+
+/// An incremental decoder of `Transfer-Encoding: chunked` bodies (RFC 9112 §7.1), for both
+/// sides: fed whatever bytes have arrived, it appends the data, says how many input bytes it
+/// used (the rest is an incomplete line: feed it again with more), and never needs the whole
+/// body at once, so a server's request body, a poll answer and an endless SSE stream all use
+/// it. Chunk extensions and trailer fields are skipped.
+#[derive(Debug, Default, Clone)]
+pub struct ChunkedDecoder {
+    state: Chunk,
+    /// Data bytes decoded so far (bounded by `feed`'s `max_body`).
+    body_len: u64,
+    /// Trailer bytes read so far (bounded by `MAX_TRAILERS`).
+    trailer_len: usize,
+}
+
+impl ChunkedDecoder {
+    /// The terminating chunk and the trailers have been read: the body is complete.
+    pub fn is_done(&self) -> bool {
+        self.state == Chunk::Done
+    }
+
+    /// Decodes as much of `input` as possible, appending the data to `out`; returns the bytes of
+    /// `input` used. Errors: a bad size line or missing CRLF (400), more than `max_body` data
+    /// bytes in all (413), trailers over 4 KiB (431). Nothing is used after the body ends.
+    pub fn feed(&mut self, input: &[u8], max_body: usize, out: &mut Vec<u8>) -> Result<usize, HttpError> {
+        let mut at = 0;
+        // Each turn consumes input or returns.
+        loop {
+            let rest = &input[at..];
+            match self.state {
+                Chunk::Done => return Ok(at),
+                Chunk::Data(left) => {
+                    if rest.is_empty() {
+                        return Ok(at);
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len());
+                    out.extend_from_slice(&rest[..n]);
+                    at += n;
+                    let left = left - n as u64;
+                    self.state = if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) };
+                }
+                Chunk::DataEnd => match rest.get(..2) {
+                    None if rest.first().is_none_or(|&b| b == b'\r') => return Ok(at),
+                    Some(b"\r\n") => {
+                        at += 2;
+                        self.state = Chunk::Size;
+                    }
+                    _ => return Err(HttpError::BadRequest("chunk data not followed by CRLF")),
+                },
+                Chunk::Size => {
+                    let (used, size) = match httparse::parse_chunk_size(rest) {
+                        Ok(httparse::Status::Complete(c)) => c,
+                        Ok(httparse::Status::Partial) if rest.len() > MAX_SIZE_LINE => {
+                            return Err(HttpError::BadRequest("chunk size line too long"));
+                        }
+                        Ok(httparse::Status::Partial) => return Ok(at),
+                        Err(_) => return Err(HttpError::BadRequest("invalid chunk size")),
+                    };
+                    at += used;
+                    if size > (max_body as u64).saturating_sub(self.body_len) {
+                        return Err(HttpError::BodyTooLarge);
+                    }
+                    self.body_len += size;
+                    self.state = if size == 0 { Chunk::Trailer } else { Chunk::Data(size) };
+                }
+                Chunk::Trailer => {
+                    let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+                        if self.trailer_len + rest.len() > MAX_TRAILERS {
+                            return Err(HttpError::HeadersTooLarge);
+                        }
+                        return Ok(at);
+                    };
+                    at += eol + 2;
+                    self.trailer_len += eol + 2;
+                    if eol == 0 {
+                        self.state = Chunk::Done;
+                    } else if self.trailer_len > MAX_TRAILERS {
+                        return Err(HttpError::HeadersTooLarge);
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// Decodes a `Transfer-Encoding: chunked` body (RFC 9112 §7.1) from the start of `buf`,
 /// appending the data to `body`. `Ok(None)`: incomplete, call again with more bytes (from the
 /// start: `body` is cleared first). `Ok(Some(n))`: the body ended after `n` bytes of `buf`.
-/// Chunk extensions and trailer fields are skipped.
+/// Chunk extensions and trailer fields are skipped. (A [`ChunkedDecoder`] from the start.)
 pub fn decode_chunked(buf: &[u8], max_body: usize, body: &mut Vec<u8>) -> Result<Option<usize>, HttpError> {
     body.clear();
-    let mut pos = 0;
-    loop {
-        let (used, size) = match httparse::parse_chunk_size(&buf[pos..]) {
-            Ok(httparse::Status::Complete(c)) => c,
-            Ok(httparse::Status::Partial) if buf.len() - pos > 1024 => {
-                return Err(HttpError::BadRequest("chunk size line too long"));
-            }
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err(HttpError::BadRequest("invalid chunk size")),
-        };
-        pos += used;
-        if size == 0 {
-            break;
-        }
-        let size = usize::try_from(size).map_err(|_| HttpError::BodyTooLarge)?;
-        if size > max_body.saturating_sub(body.len()) {
-            return Err(HttpError::BodyTooLarge);
-        }
-        let Some(data) = buf.get(pos..pos + size) else { return Ok(None) };
-        body.extend_from_slice(data);
-        pos += size;
-        match buf.get(pos..pos + 2) {
-            Some(b"\r\n") => pos += 2,
-            Some(_) => return Err(HttpError::BadRequest("chunk data not followed by CRLF")),
-            None => return Ok(None),
-        }
-    }
-    // Trailer fields, each ending in CRLF, then an empty line.
-    let trailers_start = pos;
-    loop {
-        let rest = &buf[pos..];
-        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-            if rest.len() > MAX_TRAILERS {
-                return Err(HttpError::HeadersTooLarge);
-            }
-            return Ok(None);
-        };
-        pos += eol + 2;
-        if eol == 0 {
-            return Ok(Some(pos));
-        }
-        if pos - trailers_start > MAX_TRAILERS {
-            return Err(HttpError::HeadersTooLarge);
-        }
-    }
+    let mut decoder = ChunkedDecoder::default();
+    let used = decoder.feed(buf, max_body, body)?;
+    Ok(decoder.is_done().then_some(used))
 }
 
 /// The standard reason phrase of the statuses tickcast sends.
@@ -376,6 +436,36 @@ mod tests {
         write_response(&mut out, 404, &[], b"", true);
         assert_eq!(out, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(reason_phrase(999), "Unknown");
+    }
+
+    #[test]
+    fn chunked_bodies_in_any_pieces() {
+        let wire = b"4\r\nWiki\r\n6;ext\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        for split in 0..wire.len() {
+            let mut d = ChunkedDecoder::default();
+            let mut out = Vec::new();
+            let mut pending = wire[..split].to_vec();
+            let used = d.feed(&pending, usize::MAX, &mut out).unwrap();
+            pending.drain(..used);
+            pending.extend_from_slice(&wire[split..]);
+            let used = d.feed(&pending, usize::MAX, &mut out).unwrap();
+            assert_eq!(&pending[used..], b"NEXT", "split at {split}");
+            assert!(d.is_done());
+            assert_eq!(out, b"Wikipedia in \r\n\r\nchunks.", "split at {split}");
+        }
+        let junk = |input: &[u8]| ChunkedDecoder::default().feed(input, usize::MAX, &mut Vec::new());
+        assert!(junk(b"zz\r\n").is_err());
+        assert!(junk(b"1\r\nabc").is_err());
+        assert!(junk(b"1\r\na\n").is_err());
+        assert!(junk(&[b'1'; 2000]).is_err());
+        // An endless body is fine without a limit, refused past one.
+        let mut d = ChunkedDecoder::default();
+        for _ in 0..1000 {
+            assert_eq!(d.feed(b"3\r\nabc\r\n", usize::MAX, &mut Vec::new()), Ok(8));
+        }
+        let mut d = ChunkedDecoder::default();
+        assert_eq!(d.feed(b"3\r\nabc\r\n", 5, &mut Vec::new()), Ok(8));
+        assert_eq!(d.feed(b"3\r\nabc\r\n", 5, &mut Vec::new()), Err(HttpError::BodyTooLarge));
     }
 
     #[test]

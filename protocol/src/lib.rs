@@ -3,7 +3,8 @@
 //!
 //! Nothing here touches a socket, a clock or a runtime: bytes in, bytes or messages out.
 //!
-//! * [`http`]: parse a request head incrementally, write small responses.
+//! * [`http`]: parse a request head incrementally, write small responses, decode chunked bodies.
+//! * [`client`]: the client side's zero-copy frame reader and mask keys.
 //! * [`handshake`]: the opening handshake, server and client sides (§4).
 //! * [`frame`]: frame header decoding/encoding (§5.2).
 //! * [`mask`]: payload masking, scalar and SIMD (§5.3).
@@ -20,6 +21,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod envelope;
 pub mod error;
 pub mod fallback;

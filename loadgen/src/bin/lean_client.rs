@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+use tickcast_loadgen::measure::{procfs, stamp};
 use tickcast_loadgen::time::{now_ns, parse_duration};
-use tickcast_loadgen::{procfs, stamp};
-use tickcast_protocol::frame::{HeaderStatus, OpCode, Role, decode_header};
+use tickcast_protocol::client::{ClientFrame, ClientRead, ClientReader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -112,24 +112,19 @@ async fn receive(
         }
         anyhow::ensure!(filled < buf.len(), "response head too large");
     }
+    let mut reader = ClientReader::default();
     loop {
         // Every complete frame in the buffer, then the rest moved to the front.
         let mut at = 0;
         let now = now_ns();
-        while let HeaderStatus::Complete { header, header_len } =
-            decode_header(&buf[at..filled], Role::Client, 1 << 20)?
-        {
-            let end = at + header_len + header.payload_len as usize;
-            if end > filled {
-                break;
-            }
-            if header.opcode == OpCode::Text {
-                if let Some(s) = stamp::parse(&buf[at + header_len..end]) {
+        while let ClientRead::Frame { frame, used } = reader.read(&buf[at..filled], 1 << 20)? {
+            if let ClientFrame::Message { text: true, payload } = &frame {
+                if let Some(s) = stamp::parse(reader.payload(&buf[at..filled], payload)) {
                     let _ = hist.borrow_mut().record(now.saturating_sub(s.t_ns).max(1_000));
                 }
                 counts.borrow_mut().messages += 1;
             }
-            at = end;
+            at += used;
         }
         buf.copy_within(at..filled, 0);
         filled -= at;

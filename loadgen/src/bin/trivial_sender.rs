@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use clap::Parser;
-use tickcast_loadgen::stamp::{self, Stamp};
+use tickcast_loadgen::measure::stamp::{self, Stamp};
 use tickcast_loadgen::time::{now_ns, parse_duration};
 use tickcast_protocol::frame::{OpCode, write_server_frame};
 use tickcast_protocol::handshake::accept_key;

@@ -1,6 +1,7 @@
-//! Files: `--json` (everything, with the plan), `--percentiles` (HdrHistogram percentile
-//! distribution, values in milliseconds, plottable with HdrHistogram's plotter), `--hlog`
-//! (HdrHistogram interval log, one histogram per progress period).
+//! Files: `--json` (everything, with the plan and the typed summary), `--percentiles`
+//! (HdrHistogram percentile distribution, values in milliseconds, plottable with HdrHistogram's
+//! plotter; conventionally `NAME.hgrm`), `--hlog` (HdrHistogram interval log, one histogram per
+//! progress period; conventionally `NAME.hlog`).
 
 use std::io::Write;
 use std::path::Path;
@@ -9,13 +10,21 @@ use hdrhistogram::serialization::V2Serializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 
 use super::progress::Interval;
-use crate::coordinator::RunResult;
-use crate::stats::Hist;
+use crate::measure::stats::Hist;
+use crate::result::{ResultFile, RunResult, SCHEMA, Summary};
 
-pub fn write_json(path: &Path, result: &RunResult) -> anyhow::Result<()> {
+/// Writes `value` as pretty JSON to `path`.
+pub fn write_pretty<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let file = std::fs::File::create(path)?;
-    serde_json::to_writer_pretty(std::io::BufWriter::new(file), result)?;
+    let mut out = std::io::BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut out, value)?;
+    out.flush()?;
     Ok(())
+}
+
+/// One run's `--json`: the result's keys, `schema` and `summary`.
+pub fn write_json(path: &Path, result: &RunResult, summary: &Summary) -> anyhow::Result<()> {
+    write_pretty(path, &ResultFile { schema: SCHEMA, result, summary })
 }
 
 pub fn read_json(path: &Path) -> anyhow::Result<RunResult> {
@@ -51,7 +60,7 @@ pub fn percentiles(h: &Hist) -> String {
     out.push_str(&format!(
         "#[Buckets = {:12}, SubBuckets     = {:12}]\n",
         h.0.buckets(),
-        sub_bucket_count(crate::stats::HIST_SIGFIG)
+        sub_bucket_count(crate::measure::stats::HIST_SIGFIG)
     ));
     out
 }

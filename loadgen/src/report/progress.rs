@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::stats::{Counters, Hist};
+use crate::measure::stats::{Counters, Hist};
 
 /// A bar moves at least this often.
 const BAR_STEP: Duration = Duration::from_millis(100);

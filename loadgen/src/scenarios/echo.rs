@@ -11,11 +11,11 @@ use tickcast_protocol::frame::OpCode;
 use tokio::sync::watch;
 
 use crate::engine::{Ctx, Phase, instant_at, wait_running, wait_stopping};
-use crate::loss::SeqTracker;
+use crate::io::ws::{WsClient, WsWriter};
+use crate::measure::loss::SeqTracker;
+use crate::measure::stamp::{self, Stamp};
 use crate::plan::Schedule;
-use crate::stamp::{self, Stamp};
 use crate::time::now_ns;
-use crate::transports::ws::{WsClient, WsWriter};
 
 pub async fn run(ctx: &Ctx, index: u64, mut client: WsClient, mut phase: watch::Receiver<Phase>) {
     let Some(t0_ns) = wait_running(&mut phase).await else {
@@ -40,7 +40,7 @@ pub async fn run(ctx: &Ctx, index: u64, mut client: WsClient, mut phase: watch::
             let cut_off = receive(ctx, index, &mut client, &mut tracker, &mut phase, None).await;
             sender.abort();
             if let Ok(sent) = sender.await {
-                ctx.stats.borrow_mut().counters.merge(&sent);
+                ctx.stats.borrow_mut().tally.counters.merge(&sent);
             }
             cut_off
         }
@@ -50,7 +50,7 @@ pub async fn run(ctx: &Ctx, index: u64, mut client: WsClient, mut phase: watch::
         client.close().await;
     }
     let mut stats = ctx.stats.borrow_mut();
-    stats.loss.merge(&tracker.finish(tracker.max()));
+    stats.tally.loss.merge(&tracker.finish(tracker.max()));
     drop(stats);
     super::finish(ctx, &client, cut_off);
 }
@@ -73,8 +73,8 @@ async fn open_loop_sender(
     t0_ns: u64,
     end_ns: u64,
     limit: u64,
-) -> crate::stats::Counters {
-    let mut counters = crate::stats::Counters::default();
+) -> crate::measure::stats::Counters {
+    let mut counters = crate::measure::stats::Counters::default();
     let mut buf = Vec::with_capacity(view.message_bytes + 64);
     for k in 0..limit {
         let due = view.schedule.due(k).unwrap_or_default();
@@ -120,8 +120,8 @@ async fn closed_loop(
         match client.writer.send(OpCode::Text, &buf).await {
             Ok(n) => {
                 let mut stats = ctx.stats.borrow_mut();
-                stats.counters.messages_sent += 1;
-                stats.counters.bytes_sent += n as u64;
+                stats.tally.counters.messages_sent += 1;
+                stats.tally.counters.bytes_sent += n as u64;
             }
             Err(_) => return true,
         }
@@ -158,8 +158,8 @@ async fn receive(
         let stamp = stamp::parse(client.payload(&message));
         let bytes = client.take_bytes_received();
         let mut stats = ctx.stats.borrow_mut();
-        stats.counters.messages_received += 1;
-        stats.counters.bytes_received += bytes;
+        stats.tally.counters.messages_received += 1;
+        stats.tally.counters.bytes_received += bytes;
         match stamp {
             Some(s) if s.src == index => {
                 stats.record("rtt", now.saturating_sub(s.t_ns), true);
@@ -168,7 +168,7 @@ async fn receive(
                     return false;
                 }
             }
-            _ => stats.counters.messages_unstamped += 1,
+            _ => stats.tally.counters.messages_unstamped += 1,
         }
     }
 }

@@ -5,8 +5,9 @@ use tickcast_protocol::frame::OpCode;
 use tokio::sync::watch;
 
 use crate::engine::{Ctx, Phase, wait_stopping};
-use crate::transports::protocol::Session;
-use crate::transports::ws::WsClient;
+use crate::io::account;
+use crate::io::ws::WsClient;
+use crate::wire::session::Session;
 
 pub async fn run(ctx: &Ctx, mut client: WsClient, mut session: Session, mut phase: watch::Receiver<Phase>) {
     let cut_off = loop {
@@ -19,11 +20,17 @@ pub async fn run(ctx: &Ctx, mut client: WsClient, mut session: Session, mut phas
             break true;
         };
         let now = client.last_read_ns;
-        let reply =
-            session.account(message.text, client.payload(&message), None, &mut ctx.stats.borrow_mut(), now);
+        let reply = account::frame(
+            &mut session,
+            message.text,
+            client.payload(&message),
+            None,
+            &mut ctx.stats.borrow_mut(),
+            now,
+        );
         if let Some(reply) = reply {
             match client.writer.send(OpCode::Text, reply).await {
-                Ok(sent) => ctx.stats.borrow_mut().counters.bytes_sent += sent as u64,
+                Ok(sent) => ctx.stats.borrow_mut().tally.counters.bytes_sent += sent as u64,
                 Err(_) => break true,
             }
         }

@@ -7,19 +7,51 @@ pub mod idle;
 pub mod poll;
 pub mod publish;
 pub mod rate;
+pub mod ring;
+pub mod run;
+pub mod search;
 pub mod sse;
 
 use std::rc::Rc;
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::task::JoinHandle;
 
-use crate::deliveries::{Deliveries, WindowState};
-use crate::engine::{Ctx, OPEN_TIMEOUT, Phase, ReadyCounter};
+use crate::engine::{Ctx, Driver, LocalTask, OPEN_TIMEOUT, Phase, ReadyCounter};
+use crate::io::account;
+use crate::io::ws::{OpenTimes, WsClient};
+use crate::measure::deliveries::{Deliveries, WindowState};
 use crate::plan::{Scenario, Schedule, Transport};
-use crate::transports::protocol::{Opening, Session};
-use crate::transports::ws::{OpenTimes, WsClient};
+use crate::wire::session::{Opening, Session};
 use tickcast_protocol::frame::OpCode;
+
+/// The scenarios as the engine runs them.
+pub static DRIVER: Scenarios = Scenarios;
+
+/// Every scenario, picked per client from the plan; the engine sees only `Driver`.
+pub struct Scenarios;
+
+impl Driver for Scenarios {
+    fn start_thread(&self, ctx: &Rc<Ctx>, phase: &watch::Receiver<Phase>) -> Vec<JoinHandle<()>> {
+        ring::start_thread(ctx, phase).into_iter().collect()
+    }
+
+    fn client(
+        &self,
+        ctx: Rc<Ctx>,
+        index: u64,
+        permit: OwnedSemaphorePermit,
+        ready: Rc<ReadyCounter>,
+        phase: watch::Receiver<Phase>,
+    ) -> LocalTask {
+        Box::pin(client(ctx, index, permit, ready, phase))
+    }
+
+    fn publisher(&self, ctx: Rc<Ctx>, phase: watch::Receiver<Phase>) -> LocalTask {
+        Box::pin(publish::publisher(ctx, phase))
+    }
+}
 
 /// One client: open (bounded by `OPEN_TIMEOUT`), record how long it took, run the scenario.
 pub async fn client(
@@ -59,8 +91,10 @@ pub async fn client(
         Scenario::Rate => {
             let deliveries = deliveries(&ctx, index);
             // The thread's receive ring takes the connection over when there is one.
-            let handed = match ctx.ring.borrow_mut().as_mut() {
-                Some(ring) => ring.adopt(&mut ctx.stats.borrow_mut(), client, deliveries, session),
+            let handed = match ring::of(&ctx) {
+                Some(ring) => {
+                    ring.borrow_mut().adopt(&mut ctx.stats.borrow_mut(), client, deliveries, session)
+                }
                 None => Some((client, deliveries, session)),
             };
             if let Some((client, deliveries, session)) = handed {
@@ -71,7 +105,7 @@ pub async fn client(
 }
 
 /// Opens a WebSocket client: the upgrade (with the protocol's headers), then the protocol's
-/// own opening (`transports/protocol.rs`) until it confirms the subscription. Only then is the
+/// own opening (`wire/session.rs`) until it confirms the subscription. Only then is the
 /// client open: it counts towards "every client is open", which starts the measured phase.
 async fn open_ws(
     ctx: &Ctx,
@@ -88,7 +122,7 @@ async fn open_ws(
         subscribe(ctx, &mut client, &mut session, &mut opening)
             .await
             // Not an I/O error: a failure of the protocol's opening counts as a failed handshake.
-            .map_err(|e| anyhow::anyhow!("{:?} opening: {e:#}", session.protocol))?;
+            .map_err(|e| anyhow::anyhow!("{} opening: {e:#}", session.protocol))?;
         times.subscribe_ns = Some(began.elapsed().as_nanos() as u64);
     }
     Ok(((client, session), times))
@@ -105,11 +139,16 @@ async fn subscribe(
         let Some(message) = client.next().await? else {
             anyhow::bail!("the server closed before confirming the subscription");
         };
-        let step =
-            opening.on_frame(session, message.text, client.payload(&message), &mut ctx.stats.borrow_mut())?;
+        let step = account::opening_frame(
+            opening,
+            session,
+            message.text,
+            client.payload(&message),
+            &mut ctx.stats.borrow_mut(),
+        )?;
         if let Some(send) = step.send {
             let sent = client.writer.send(OpCode::Text, send).await?;
-            ctx.stats.borrow_mut().counters.bytes_sent += sent as u64;
+            ctx.stats.borrow_mut().tally.counters.bytes_sent += sent as u64;
         }
         if step.open {
             return Ok(());
@@ -124,10 +163,10 @@ pub fn opened_client<T>(
     opened: Result<anyhow::Result<(T, OpenTimes)>, tokio::time::error::Elapsed>,
 ) -> Option<T> {
     let mut stats = ctx.stats.borrow_mut();
-    stats.counters.connect_attempts += 1;
+    stats.tally.counters.connect_attempts += 1;
     match opened {
         Ok(Ok((client, times))) => {
-            stats.counters.connected += 1;
+            stats.tally.counters.connected += 1;
             let connect_is_main = ctx.plan.scenario == Scenario::Connect;
             stats.record("connect", times.connect_ns, false);
             stats.record("handshake", times.handshake_ns, connect_is_main);
@@ -138,14 +177,14 @@ pub fn opened_client<T>(
         }
         Ok(Err(e)) => {
             if e.downcast_ref::<std::io::Error>().is_some() {
-                stats.counters.connect_failed += 1;
+                stats.tally.counters.connect_failed += 1;
             } else {
-                stats.counters.handshake_failed += 1;
+                stats.tally.counters.handshake_failed += 1;
             }
             None
         }
         Err(_elapsed) => {
-            stats.counters.connect_failed += 1;
+            stats.tally.counters.connect_failed += 1;
             None
         }
     }
@@ -155,13 +194,13 @@ pub fn opened_client<T>(
 /// `channels=<names>` added, unless the path names channels itself.
 pub fn subscription(ctx: &Ctx, index: u64) -> (Vec<usize>, String) {
     let w = &ctx.plan.workload;
-    let subs = crate::channels::for_client(index, w.channels.len(), w.channels_per_client);
+    let subs = crate::measure::channels::for_client(index, w.channels.len(), w.channels_per_client);
     let path = &ctx.plan.target.path;
     if path.contains("channels=") || subs.is_empty() {
         return (subs, path.clone());
     }
     let names: Vec<&str> = subs.iter().map(|&c| w.channels[c].as_str()).collect();
-    (subs.clone(), crate::channels::with_channels(path, &names))
+    (subs.clone(), crate::measure::channels::with_channels(path, &names))
 }
 
 /// A subscriber's accounting for client `index`.
@@ -175,9 +214,9 @@ pub fn deliveries(ctx: &Ctx, index: u64) -> Deliveries {
 /// Counts the bytes a client received and whether it was cut off before the end.
 pub fn finish(ctx: &Ctx, client: &WsClient, cut_off: bool) {
     let mut stats = ctx.stats.borrow_mut();
-    stats.counters.bytes_received += client.bytes_received;
-    stats.counters.pings_received += client.pings_received;
+    stats.tally.counters.bytes_received += client.bytes_received;
+    stats.tally.counters.pings_received += client.pings_received;
     if cut_off {
-        stats.counters.disconnected += 1;
+        stats.tally.counters.disconnected += 1;
     }
 }

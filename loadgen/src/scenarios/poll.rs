@@ -11,7 +11,7 @@
 //! * `longpoll` sends the next request as soon as an answer arrives; the time between an answer
 //!   and the next request is recorded as `exposure` (messages published then wait for it).
 //!
-//! Answers are parsed by `transports::poll` (tolerant; a malformed or non-200 answer is counted
+//! Answers are parsed by `wire::poll` (tolerant; a malformed or non-200 answer is counted
 //! as `malformed` and skipped). Every byte both ways counts, HTTP heads included.
 
 use std::net::IpAddr;
@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use crate::deliveries::Deliveries;
 use crate::engine::{Ctx, OPEN_TIMEOUT, Phase, ReadyCounter, instant_at, wait_running, wait_stopping};
+use crate::io::http::{HttpClient, get_request};
+use crate::io::ws::OpenTimes;
+use crate::measure::deliveries::Deliveries;
 use crate::plan::{Target, Transport};
-use crate::transports::http::{HttpClient, get_request};
-use crate::transports::poll::{self as answer, Since};
-use crate::transports::ws::OpenTimes;
+use crate::wire::poll::{self as answer, Since};
 
 /// Reconnects in a row before giving up on a client.
 const RECONNECTS_MAX: u32 = 5;
@@ -88,7 +88,7 @@ pub async fn run(
     let Some((mut client, mut since)) = client else {
         return;
     };
-    ctx.stats.borrow_mut().counters.requests += 1;
+    ctx.stats.borrow_mut().tally.counters.requests += 1;
     // Subscribed channels the priming answer did not place start from the beginning.
     for &c in &subs {
         if !since.0.contains_key(&plan.workload.channels[c]) {
@@ -104,11 +104,11 @@ pub async fn run(
         None => false,
     };
     let mut stats = ctx.stats.borrow_mut();
-    stats.counters.bytes_received += client.bytes_received;
-    stats.counters.bytes_sent += client.bytes_sent;
+    stats.tally.counters.bytes_received += client.bytes_received;
+    stats.tally.counters.bytes_sent += client.bytes_sent;
     deliveries.finish(&mut stats);
     if cut_off {
-        stats.counters.disconnected += 1;
+        stats.tally.counters.disconnected += 1;
     }
 }
 
@@ -147,7 +147,7 @@ async fn poll_loop(
             let ready_ns = if k == 0 { 0 } else { crate::time::now_ns() };
             let slot = next_slot(ready_ns, t0_ns + offset_ns, interval_ns, k);
             if slot.late {
-                ctx.stats.borrow_mut().counters.polls_late += 1;
+                ctx.stats.borrow_mut().tally.counters.polls_late += 1;
             } else {
                 tokio::select! {
                     biased;
@@ -172,7 +172,7 @@ async fn poll_loop(
             },
             Err(e) => Err(e.into()),
         };
-        ctx.stats.borrow_mut().counters.requests += 1;
+        ctx.stats.borrow_mut().tally.counters.requests += 1;
         let (status, body) = match response {
             Ok(Some(answer)) => answer,
             Ok(None) | Err(_) => {
@@ -182,7 +182,7 @@ async fn poll_loop(
                 if failures > RECONNECTS_MAX || *phase.borrow() == Phase::Stopping {
                     return failures > RECONNECTS_MAX;
                 }
-                ctx.stats.borrow_mut().counters.reconnects += 1;
+                ctx.stats.borrow_mut().tally.counters.reconnects += 1;
                 tokio::time::sleep(ERROR_PAUSE).await;
                 if let Ok(c) = HttpClient::connect(&plan.target, at.source).await {
                     let old = std::mem::replace(client, c);
@@ -238,11 +238,11 @@ fn on_answer(
     let mut stats = ctx.stats.borrow_mut();
     let parsed = if status == 200 { answer::parse(body).ok() } else { None };
     let Some(answer) = parsed else {
-        stats.counters.malformed += 1;
+        stats.tally.counters.malformed += 1;
         return false;
     };
     if answer.messages.is_empty() {
-        stats.counters.empty_responses += 1;
+        stats.tally.counters.empty_responses += 1;
     }
     for m in &answer.messages {
         deliveries.on_message(&mut stats, m.get().as_bytes(), now);

@@ -28,14 +28,14 @@ use std::time::Duration;
 use tickcast_protocol::frame::OpCode;
 use tokio::sync::watch;
 
-use crate::accepted::Ranges;
-use crate::deliveries::WindowState;
 use crate::engine::{Ctx, Phase, instant_at, wait_running, wait_stopping};
+use crate::io::http::{HttpConn, post_request};
+use crate::io::ws::{WsClient, WsWriter};
+use crate::measure::accepted::Ranges;
+use crate::measure::deliveries::WindowState;
+use crate::measure::stamp::{self, Stamp};
 use crate::plan::{Publisher, Schedule, Target};
-use crate::stamp::{self, Stamp};
 use crate::time::{SPIN_MAX_NS, now_ns};
-use crate::transports::http::{HttpConn, post_request};
-use crate::transports::ws::{WsClient, WsWriter};
 
 /// Route of the WebSocket publisher.
 pub const WS_PUBLISH_PATH: &str = "/ws";
@@ -293,7 +293,7 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
     let (mut sink, reader) = match open(&ctx, answers.clone()).await {
         Ok(opened) => opened,
         Err(_) => {
-            ctx.stats.borrow_mut().counters.publish_failed += 1;
+            ctx.stats.borrow_mut().tally.counters.publish_failed += 1;
             return;
         }
     };
@@ -343,7 +343,7 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
                 due_ns
             }
         };
-        let (c, seq) = crate::channels::route(k, names.len());
+        let (c, seq) = crate::measure::channels::route(k, names.len());
         stamp::write(&mut body, Stamp { seq, t_ns, src: c as u64 }, plan.workload.message_bytes);
         let channel = names.get(c).map_or("bench", String::as_str);
         answers.sending(k);
@@ -396,16 +396,16 @@ pub async fn publisher(ctx: Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
         unanswered.insert(k);
     }
     let mut stats = ctx.stats.borrow_mut();
-    stats.published += sent;
-    stats.counters.messages_sent += sent;
-    stats.counters.bytes_published += bytes;
-    stats.counters.sends_late += late;
-    stats.counters.publish_ok += ok;
-    stats.counters.publish_refused += refused;
-    stats.counters.publish_unanswered += unanswered.len();
-    stats.counters.publish_failed += refused + unanswered.len();
-    stats.refused.merge(&answers.refused_ks.borrow());
-    stats.unanswered.merge(&unanswered);
+    stats.tally.published += sent;
+    stats.tally.counters.messages_sent += sent;
+    stats.tally.counters.bytes_published += bytes;
+    stats.tally.counters.sends_late += late;
+    stats.tally.counters.publish_ok += ok;
+    stats.tally.counters.publish_refused += refused;
+    stats.tally.counters.publish_unanswered += unanswered.len();
+    stats.tally.counters.publish_failed += refused + unanswered.len();
+    stats.tally.refused.merge(&answers.refused_ks.borrow());
+    stats.tally.unanswered.merge(&unanswered);
 }
 
 /// Waits until wall-clock `due_ns`, precisely. This task has a thread of its own (see

@@ -6,10 +6,11 @@
 use tickcast_protocol::frame::OpCode;
 use tokio::sync::watch;
 
-use crate::deliveries::Deliveries;
 use crate::engine::{Ctx, Phase, wait_stopping};
-use crate::transports::protocol::Session;
-use crate::transports::ws::WsClient;
+use crate::io::account;
+use crate::io::ws::WsClient;
+use crate::measure::deliveries::Deliveries;
+use crate::wire::session::Session;
 
 pub async fn subscriber(
     ctx: &Ctx,
@@ -31,12 +32,19 @@ pub async fn subscriber(
         let bytes = client.take_bytes_received();
         let reply = {
             let mut stats = ctx.stats.borrow_mut();
-            stats.counters.bytes_received += bytes;
-            session.account(message.text, client.payload(&message), Some(&mut deliveries), &mut stats, now)
+            stats.tally.counters.bytes_received += bytes;
+            account::frame(
+                &mut session,
+                message.text,
+                client.payload(&message),
+                Some(&mut deliveries),
+                &mut stats,
+                now,
+            )
         };
         if let Some(reply) = reply {
             match client.writer.send(OpCode::Text, reply).await {
-                Ok(sent) => ctx.stats.borrow_mut().counters.bytes_sent += sent as u64,
+                Ok(sent) => ctx.stats.borrow_mut().tally.counters.bytes_sent += sent as u64,
                 Err(_) => break true,
             }
         }

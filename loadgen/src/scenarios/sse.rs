@@ -7,10 +7,10 @@ use std::net::IpAddr;
 
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use crate::deliveries::Deliveries;
 use crate::engine::{Ctx, OPEN_TIMEOUT, Phase, ReadyCounter, wait_stopping};
-use crate::transports::poll::Since;
-use crate::transports::sse::{Parser, SseClient};
+use crate::io::sse::{Parser, SseClient};
+use crate::measure::deliveries::Deliveries;
+use crate::wire::poll::Since;
 
 /// Reconnects in a row (without an event in between) before giving up.
 const RECONNECTS_MAX: u32 = 5;
@@ -34,7 +34,7 @@ pub async fn run(
     let Some(mut client) = client else {
         return;
     };
-    ctx.stats.borrow_mut().counters.requests += 1;
+    ctx.stats.borrow_mut().tally.counters.requests += 1;
     let mut deliveries = super::deliveries(ctx, index);
     let mut parser = Parser::default();
     let mut since = Since::default();
@@ -49,8 +49,8 @@ pub async fn run(
         let (bytes_in, bytes_out) = client.take_bytes();
         let ended = {
             let mut stats = ctx.stats.borrow_mut();
-            stats.counters.bytes_received += bytes_in;
-            stats.counters.bytes_sent += bytes_out;
+            stats.tally.counters.bytes_received += bytes_in;
+            stats.tally.counters.bytes_sent += bytes_out;
             match read {
                 Ok(0) => true,
                 Ok(_) => {
@@ -58,13 +58,13 @@ pub async fn run(
                         on_event(&mut deliveries, &mut stats, &mut since, event, id, now);
                     });
                     if fed.is_err() {
-                        stats.counters.malformed += 1;
+                        stats.tally.counters.malformed += 1;
                     }
                     failures = 0;
                     fed.is_err()
                 }
                 Err(_) => {
-                    stats.counters.malformed += 1;
+                    stats.tally.counters.malformed += 1;
                     true
                 }
             }
@@ -87,8 +87,8 @@ pub async fn run(
             parser = parser.resumed();
             {
                 let mut stats = ctx.stats.borrow_mut();
-                stats.counters.reconnects += 1;
-                stats.counters.requests += 1;
+                stats.tally.counters.reconnects += 1;
+                stats.tally.counters.requests += 1;
             }
             let open = SseClient::open(target, &path, source, last.as_deref());
             if let Ok(Ok((c, _))) = tokio::time::timeout(OPEN_TIMEOUT, open).await {
@@ -107,8 +107,8 @@ pub async fn run(
     let (bytes_in, bytes_out) = client.take_bytes();
     client.close();
     let mut stats = ctx.stats.borrow_mut();
-    stats.counters.bytes_received += bytes_in;
-    stats.counters.bytes_sent += bytes_out;
+    stats.tally.counters.bytes_received += bytes_in;
+    stats.tally.counters.bytes_sent += bytes_out;
     deliveries.finish(&mut stats);
     drop(stats);
     finish(ctx, cut_off);
@@ -116,9 +116,9 @@ pub async fn run(
 
 fn on_event(
     deliveries: &mut Deliveries,
-    stats: &mut crate::engine::ThreadStats,
+    stats: &mut crate::measure::tally::ThreadStats,
     since: &mut Since,
-    event: crate::transports::sse::Event,
+    event: crate::io::sse::Event,
     id: Option<&str>,
     now: u64,
 ) {
@@ -140,6 +140,6 @@ fn on_event(
 
 fn finish(ctx: &Ctx, cut_off: bool) {
     if cut_off {
-        ctx.stats.borrow_mut().counters.disconnected += 1;
+        ctx.stats.borrow_mut().tally.counters.disconnected += 1;
     }
 }

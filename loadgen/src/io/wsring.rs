@@ -26,120 +26,47 @@
 //! goes through the connection's protocol `Session` (`protocol.rs`): for plain WebSocket that
 //! hands it to `Deliveries` as it is.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use io_uring::types::BufRingEntry;
 use io_uring::{IoUring, cqueue, opcode, types};
-use tickcast_protocol::frame::{
-    HeaderStatus, MAX_HEADER_LEN, OpCode, Role, decode_header, write_client_frame,
-};
+use tickcast_protocol::client::{ClientFrame, ClientRead, ClientReader, MaskKeys};
+use tickcast_protocol::frame::{MAX_HEADER_LEN, OpCode, write_client_frame};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
-use crate::deliveries::Deliveries;
-use crate::engine::{Ctx, Phase, ThreadStats};
+use crate::io::account;
+use crate::io::bufring::{BUFFER_GROUP, BufRing};
+use crate::io::cmsg::{
+    MsgHdr, RECVMSG_OUT_LEN, TIMESTAMP_CMSG_SPACE, enable_rx_timestamps, kernel_arrival_ns,
+};
+use crate::io::net::duplicate;
+use crate::io::ws::{MAX_FRAME_BYTES, WsClient};
+use crate::measure::deliveries::Deliveries;
+use crate::measure::tally::ThreadStats;
+use crate::phase::Phase;
 use crate::time::now_ns;
-use crate::transports::protocol::Session;
-use crate::transports::ws::{MAX_FRAME_BYTES, WsClient};
+use crate::wire::session::Session;
 
-/// Buffers in the ring (power of two) and their size: 16 MiB per load thread.
-const BUF_COUNT: u16 = 4096;
-const BUF_SIZE: usize = 4096;
-const BUFFER_GROUP: u16 = 0;
 /// How long stopping waits for every connection's last completion before it gives up (and then
 /// leaks the buffer memory rather than free memory the kernel might still write).
 const STOP_DRAIN: Duration = Duration::from_secs(2);
-
-/// One page; buffer memory is a `Vec` of them, so it is page aligned and the receiver stays
-/// `Send` (it is built with the thread's `Ctx`, before the thread starts).
-#[repr(C, align(4096))]
-#[derive(Clone, Copy)]
-struct Page([u8; 4096]);
-
-/// Memory shared with the kernel: the ring of buffer descriptors and the buffers.
-struct BufRing {
-    ring: Vec<Page>,
-    buffers: Vec<Page>,
-    tail: u16,
-}
-
-impl BufRing {
-    fn new(ring: &IoUring) -> io::Result<BufRing> {
-        let ring_bytes = usize::from(BUF_COUNT) * std::mem::size_of::<BufRingEntry>();
-        let mut this = BufRing {
-            ring: vec![Page([0; 4096]); ring_bytes.div_ceil(4096)],
-            buffers: vec![Page([0; 4096]); usize::from(BUF_COUNT) * BUF_SIZE / 4096],
-            tail: 0,
-        };
-        // SAFETY: `this.ring` is a page-aligned allocation of at least BUF_COUNT entries; it is
-        // never reallocated, and it outlives the registration: `RingReceiver::drop` unregisters
-        // the group (or leaks the memory) before it is freed.
-        unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                this.ring.as_mut_ptr() as u64,
-                BUF_COUNT,
-                BUFFER_GROUP,
-                0,
-            )?
-        };
-        for bid in 0..BUF_COUNT {
-            this.recycle(bid);
-        }
-        this.publish();
-        Ok(this)
-    }
-
-    /// The first `len` bytes of buffer `bid`. The caller owns `bid`: it came with a completion
-    /// and has not been recycled yet.
-    fn buffer(&self, bid: u16, len: usize) -> &[u8] {
-        let bid = usize::from(bid & (BUF_COUNT - 1));
-        let len = len.min(BUF_SIZE);
-        // SAFETY: bid < BUF_COUNT so the range lies inside `buffers`; the kernel finished writing
-        // it (its completion was reaped) and gets it back only through `recycle`, which needs
-        // `&mut self` and so cannot run while this borrow lives.
-        unsafe { std::slice::from_raw_parts(self.buffers.as_ptr().cast::<u8>().add(bid * BUF_SIZE), len) }
-    }
-
-    /// Hands buffer `bid` back to the kernel (visible after `publish`).
-    fn recycle(&mut self, bid: u16) {
-        let bid = bid & (BUF_COUNT - 1);
-        let index = usize::from(self.tail & (BUF_COUNT - 1));
-        // SAFETY: index < BUF_COUNT, inside the ring allocation; the kernel reads only entries
-        // between its head and the published tail, and this one is past the published tail.
-        let entry = unsafe { &mut *self.ring.as_mut_ptr().cast::<BufRingEntry>().add(index) };
-        // SAFETY: bid < BUF_COUNT, so the address lies inside `buffers`.
-        let addr = unsafe { self.buffers.as_mut_ptr().cast::<u8>().add(usize::from(bid) * BUF_SIZE) };
-        entry.set_addr(addr as u64);
-        entry.set_len(BUF_SIZE as u32);
-        entry.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    fn publish(&mut self) {
-        // SAFETY: the ring base is valid; the shared tail lives inside entry 0 (resv field).
-        let tail = unsafe { BufRingEntry::tail(self.ring.as_ptr().cast::<BufRingEntry>()) };
-        // SAFETY: the tail is a naturally aligned u16 the kernel reads concurrently; a release
-        // store publishes the entries written before it.
-        let tail = unsafe { AtomicU16::from_ptr(tail.cast_mut()) };
-        tail.store(self.tail, Ordering::Release);
-    }
-}
 
 /// One adopted connection.
 struct Conn {
     socket: std::net::TcpStream,
     /// The start of a frame cut by the end of a buffer.
     partial: Vec<u8>,
-    fragments: Vec<u8>,
-    fragment_text: Option<bool>,
+    /// Frames out of the buffers (and fragmented messages joined).
+    reader: ClientReader,
     deliveries: Deliveries,
     /// The protocol spoken inside the WebSocket (its opening is done).
     session: Session,
     pings: u64,
-    mask_state: u64,
+    masks: MaskKeys,
     /// The multishot recv is armed (a completion without `MORE` disarms it).
     armed: bool,
     /// The server closed, failed or broke the protocol: no more data is read.
@@ -158,25 +85,18 @@ enum Action {
 impl Conn {
     /// Feeds bytes received; `Err` on a protocol error (the connection is dropped).
     fn on_data(&mut self, mut data: &[u8], stats: &mut ThreadStats, now: u64) -> anyhow::Result<()> {
-        // Complete the frame carried over, copying only its missing bytes.
-        while !self.partial.is_empty() {
-            match decode_header(&self.partial, Role::Client, MAX_FRAME_BYTES)? {
-                HeaderStatus::Complete { header, header_len } => {
-                    let total = header_len + header.payload_len as usize;
-                    let take = (total - self.partial.len()).min(data.len());
-                    self.partial.extend_from_slice(&data[..take]);
-                    data = &data[take..];
-                    if self.partial.len() < total {
-                        return Ok(());
-                    }
-                    let partial = std::mem::take(&mut self.partial);
-                    let result = self.on_frame(header.opcode, header.fin, &partial[header_len..], stats, now);
+        // Complete the frame carried over, copying only the bytes it still needs.
+        while !self.partial.is_empty() && !self.done {
+            match self.reader.read(&self.partial, MAX_FRAME_BYTES)? {
+                ClientRead::Frame { frame, used } => {
+                    let mut partial = std::mem::take(&mut self.partial);
+                    let result = self.on_frame(frame, &partial, stats, now);
+                    partial.drain(..used);
                     self.partial = partial;
-                    self.partial.clear();
                     result?;
                 }
-                HeaderStatus::Incomplete { .. } => {
-                    let take = (MAX_HEADER_LEN - self.partial.len()).min(data.len());
+                ClientRead::Incomplete { needed } => {
+                    let take = needed.min(data.len());
                     if take == 0 {
                         return Ok(());
                     }
@@ -187,15 +107,12 @@ impl Conn {
         }
         // Then every complete frame in place.
         while !data.is_empty() && !self.done {
-            match decode_header(data, Role::Client, MAX_FRAME_BYTES)? {
-                HeaderStatus::Complete { header, header_len }
-                    if data.len() >= header_len + header.payload_len as usize =>
-                {
-                    let total = header_len + header.payload_len as usize;
-                    self.on_frame(header.opcode, header.fin, &data[header_len..total], stats, now)?;
-                    data = &data[total..];
+            match self.reader.read(data, MAX_FRAME_BYTES)? {
+                ClientRead::Frame { frame, used } => {
+                    self.on_frame(frame, data, stats, now)?;
+                    data = &data[used..];
                 }
-                _ => {
+                ClientRead::Incomplete { .. } => {
                     self.partial.extend_from_slice(data);
                     return Ok(());
                 }
@@ -204,56 +121,34 @@ impl Conn {
         Ok(())
     }
 
+    /// Handles one frame that `self.reader` read from `input`.
     fn on_frame(
         &mut self,
-        opcode: OpCode,
-        fin: bool,
-        payload: &[u8],
+        frame: ClientFrame,
+        input: &[u8],
         stats: &mut ThreadStats,
         now: u64,
     ) -> anyhow::Result<()> {
-        let action = match opcode {
-            OpCode::Text | OpCode::Binary if fin && self.fragment_text.is_none() => {
-                let text = opcode == OpCode::Text;
-                self.session.account(text, payload, Some(&mut self.deliveries), stats, now).into()
+        let action = match frame {
+            ClientFrame::Message { text, payload } => {
+                let body = self.reader.payload(input, &payload);
+                account::frame(&mut self.session, text, body, Some(&mut self.deliveries), stats, now).into()
             }
-            OpCode::Text | OpCode::Binary => {
-                self.fragments.clear();
-                self.fragments.extend_from_slice(payload);
-                self.fragment_text = Some(opcode == OpCode::Text);
-                if fin {
-                    self.fragment_text = None;
-                    let text = opcode == OpCode::Text;
-                    self.session.account(text, &self.fragments, Some(&mut self.deliveries), stats, now).into()
-                } else {
-                    Action::None
-                }
-            }
-            OpCode::Continuation => {
-                let Some(text) = self.fragment_text else {
-                    anyhow::bail!("continuation frame without a message");
-                };
-                self.fragments.extend_from_slice(payload);
-                if fin {
-                    self.fragment_text = None;
-                    self.session.account(text, &self.fragments, Some(&mut self.deliveries), stats, now).into()
-                } else {
-                    Action::None
-                }
-            }
-            OpCode::Ping => {
+            ClientFrame::Fragment | ClientFrame::Pong => Action::None,
+            ClientFrame::Ping(range) => {
                 self.pings += 1;
-                Action::Pong(payload.to_vec())
+                Action::Pong(input[range].to_vec())
             }
-            OpCode::Pong => Action::None,
-            OpCode::Close => Action::Closed(payload.get(..2).map(<[u8]>::to_vec).unwrap_or_default()),
+            ClientFrame::Close(range) => {
+                Action::Closed(input[range].get(..2).map(<[u8]>::to_vec).unwrap_or_default())
+            }
         };
         match action {
             Action::None => {}
             Action::Pong(payload) => self.send(OpCode::Pong, &payload)?,
             Action::Reply(reply) => {
                 self.send(OpCode::Text, reply)?;
-                stats.counters.bytes_sent += reply.len() as u64;
+                stats.tally.counters.bytes_sent += reply.len() as u64;
             }
             Action::Closed(code) => {
                 let _ = self.send(OpCode::Close, &code);
@@ -266,12 +161,7 @@ impl Conn {
 
     /// Sends one small masked control frame with a plain `send` (pongs, closes: rare).
     fn send(&mut self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
-        let mut x = self.mask_state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.mask_state = x;
-        let mask = ((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32).to_le_bytes();
+        let mask = self.masks.next_key();
         let mut out = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
         write_client_frame(&mut out, opcode, payload, mask);
         self.socket.write_all(&out)
@@ -366,19 +256,18 @@ impl RingReceiver {
         if self.msghdr.is_some() && enable_rx_timestamps(&fd).is_err() {
             return Some((client, deliveries, session));
         }
-        stats.counters.bytes_received += client.take_bytes_received();
-        stats.counters.pings_received += client.pings_received;
+        stats.tally.counters.bytes_received += client.take_bytes_received();
+        stats.tally.counters.pings_received += client.pings_received;
         let pending = client.take_pending();
         drop(client);
         let mut conn = Conn {
             socket: std::net::TcpStream::from(fd),
             partial: Vec::new(),
-            fragments: Vec::new(),
-            fragment_text: None,
+            reader: ClientReader::default(),
             deliveries,
             session,
             pings: 0,
-            mask_state: rand::random::<u64>() | 1,
+            masks: MaskKeys::new(rand::random()),
             armed: false,
             done: false,
         };
@@ -485,10 +374,12 @@ impl RingReceiver {
                 None => (raw, None),
             };
             payload_len = data.len();
-            stats.counters.bytes_received += data.len() as u64;
+            stats.tally.counters.bytes_received += data.len() as u64;
             match arrival {
                 Some(arrival) => stats.read_delay.record_ns(now.saturating_sub(arrival)),
-                None if self.msghdr.is_some() && !data.is_empty() => stats.counters.receives_unstamped += 1,
+                None if self.msghdr.is_some() && !data.is_empty() => {
+                    stats.tally.counters.receives_unstamped += 1
+                }
                 None => {}
             }
             if !conn.done && conn.on_data(data, stats, arrival.unwrap_or(now)).is_err() {
@@ -521,9 +412,9 @@ impl RingReceiver {
             // Still armed (stopping): the socket was shut down; keep it until its last completion.
             self.armed -= 1;
         }
-        stats.counters.pings_received += conn.pings;
+        stats.tally.counters.pings_received += conn.pings;
         if cut_off {
-            stats.counters.disconnected += 1;
+            stats.tally.counters.disconnected += 1;
         }
         conn.deliveries.finish(stats);
         drop(conn.socket);
@@ -581,28 +472,31 @@ impl Drop for RingReceiver {
     fn drop(&mut self) {
         if self.leak || self.ring.submitter().unregister_buf_ring(BUFFER_GROUP).is_err() {
             // A request may still select a buffer: never free memory the kernel could write.
-            std::mem::forget(std::mem::take(&mut self.bufs.buffers));
-            std::mem::forget(std::mem::take(&mut self.bufs.ring));
+            self.bufs.leak();
         }
     }
 }
 
 /// Drives the thread's receive ring until the run stops, then closes its connections.
-pub async fn drive(ctx: std::rc::Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
+/// `stats` is the thread's: every frame of every adopted connection is accounted there.
+pub async fn drive(
+    ring: Rc<RefCell<RingReceiver>>,
+    stats: Rc<RefCell<ThreadStats>>,
+    mut phase: watch::Receiver<Phase>,
+) {
     // A duplicate of the ring's descriptor, owned by the `AsyncFd`, is what the runtime polls:
     // it is readable when completions are posted.
-    let fd = match ctx.ring.borrow().as_ref().map(|r| duplicate(r.ring.as_raw_fd())) {
-        Some(Ok(fd)) => fd,
-        _ => return close_early(&ctx),
+    let Ok(fd) = duplicate(ring.borrow().ring.as_raw_fd()) else {
+        return close_early(&ring, &stats);
     };
     // SAFETY: the `AsyncFd` owns `fd` (an `OwnedFd`), so the descriptor stays open and names the
     // same file description for the `AsyncFd`'s whole life.
     let registered = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
     let Ok(ready) = registered else {
-        return close_early(&ctx);
+        return close_early(&ring, &stats);
     };
     let mut ready = Some(ready);
-    let deferred = ctx.ring.borrow().as_ref().is_some_and(|r| r.deferred);
+    let deferred = ring.borrow().deferred;
     loop {
         // Copied out: the watch's read guard must not live across the `.await`s below (the
         // ticker's send would wait for it forever, on this very thread).
@@ -614,7 +508,7 @@ pub async fn drive(ctx: std::rc::Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
                 // thread's other tasks (its ticker) between them. The runtime no longer polls
                 // the ring (no epoll wakeup per batch of completions).
                 ready = None;
-                drive_slice(&ctx);
+                drive_slice(&mut ring.borrow_mut(), &mut stats.borrow_mut());
                 tokio::task::yield_now().await;
                 continue;
             }
@@ -635,15 +529,10 @@ pub async fn drive(ctx: std::rc::Rc<Ctx>, mut phase: watch::Receiver<Phase>) {
             // clients connect, the receives run on a 1 ms tick.
             () = tokio::time::sleep(DEFERRED_TICK), if deferred => {}
         }
-        let mut ring = ctx.ring.borrow_mut();
-        let ring = ring.as_mut().expect("ring present");
-        ring.reap(&mut ctx.stats.borrow_mut());
+        ring.borrow_mut().reap(&mut stats.borrow_mut());
     }
     drop(ready);
-    let mut ring = ctx.ring.borrow_mut();
-    if let Some(ring) = ring.as_mut() {
-        ring.stop(&mut ctx.stats.borrow_mut());
-    }
+    ring.borrow_mut().stop(&mut stats.borrow_mut());
 }
 
 /// How often a deferred-task-work ring is reaped while clients connect.
@@ -663,15 +552,12 @@ const SLICE: Duration = Duration::from_millis(2);
 /// than in the runtime's epoll saves the system calls of every wakeup (epoll, its restart after
 /// the task work's notification, the runtime's own ring flush); it blocks the thread's other
 /// tasks for a slice at most, which only the ticker and the stop command notice.
-fn drive_slice(ctx: &Ctx) {
+fn drive_slice(ring: &mut RingReceiver, stats: &mut ThreadStats) {
     let end = Instant::now() + SLICE;
-    let mut ring = ctx.ring.borrow_mut();
-    let ring = ring.as_mut().expect("ring present");
-    let mut stats = ctx.stats.borrow_mut();
     // Completions of the last reap that found any, until a wait comes back empty.
     let mut last = 0;
     loop {
-        let handled = ring.reap(&mut stats);
+        let handled = ring.reap(stats);
         let now = Instant::now();
         if now >= end {
             return;
@@ -687,88 +573,15 @@ fn drive_slice(ctx: &Ctx) {
 
 /// The ring cannot be polled: connections already adopted are closed and later ones take the
 /// tokio path.
-fn close_early(ctx: &Ctx) {
+fn close_early(ring: &RefCell<RingReceiver>, stats: &RefCell<ThreadStats>) {
     eprintln!("warning: the io_uring receive ring cannot be polled; reading with tokio-uring");
-    if let Some(ring) = ctx.ring.borrow_mut().as_mut() {
-        ring.stop(&mut ctx.stats.borrow_mut());
-    }
-}
-
-/// The header template of the multishot `recvmsg`s: no address, room for one timestamp.
-struct MsgHdr(libc::msghdr);
-
-// SAFETY: the header's pointers are all null (the kernel reads only its lengths for a multishot
-// recvmsg and writes into provided buffers), so moving it between threads shares nothing.
-unsafe impl Send for MsgHdr {}
-
-/// `struct io_uring_recvmsg_out`: four u32 (name, control and payload lengths, flags).
-const RECVMSG_OUT_LEN: usize = 16;
-
-/// `CMSG_SPACE(sizeof(struct timespec))` on 64-bit Linux: a 16-byte header and 16 bytes of data.
-const TIMESTAMP_CMSG_SPACE: usize = 32;
-
-impl MsgHdr {
-    fn for_timestamps() -> MsgHdr {
-        // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
-        let mut msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
-        msghdr.msg_controllen = TIMESTAMP_CMSG_SPACE as _;
-        MsgHdr(msghdr)
-    }
-}
-
-/// Asks the kernel to stamp received data with its arrival time (`SO_TIMESTAMPNS`, wall clock
-/// like the messages' stamps).
-fn enable_rx_timestamps(fd: &impl AsRawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: `fd` is an open socket; the option value is a c_int of the size given, which the
-    // kernel copies before returning.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&raw const on).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-}
-
-/// The arrival time (ns since the epoch) in a receive's control data: its `SCM_TIMESTAMPNS`
-/// message (for TCP, the arrival of the last segment the receive read).
-fn kernel_arrival_ns(mut control: &[u8]) -> Option<u64> {
-    const HEADER: usize = 16; // cmsg_len (usize), cmsg_level (i32), cmsg_type (i32)
-    while control.len() >= HEADER {
-        let len = usize::from_ne_bytes(control[..8].try_into().ok()?);
-        let level = i32::from_ne_bytes(control[8..12].try_into().ok()?);
-        let kind = i32::from_ne_bytes(control[12..16].try_into().ok()?);
-        if len < HEADER || len > control.len() {
-            return None;
-        }
-        if level == libc::SOL_SOCKET && kind == libc::SCM_TIMESTAMPNS && len >= HEADER + 16 {
-            let sec = i64::from_ne_bytes(control[16..24].try_into().ok()?);
-            let nsec = i64::from_ne_bytes(control[24..32].try_into().ok()?);
-            return u64::try_from(sec)
-                .ok()?
-                .checked_mul(1_000_000_000)?
-                .checked_add(u64::try_from(nsec).ok()?);
-        }
-        control = control.get(len.next_multiple_of(8)..)?;
-    }
-    None
-}
-
-/// A duplicate of `fd` (the caller keeps the original).
-pub fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: `fd` is the open socket of a live `WsClient` for the duration of this call.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    borrowed.try_clone_to_owned()
+    ring.borrow_mut().stop(&mut stats.borrow_mut());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stamp::{self, Stamp};
+    use crate::measure::stamp::{self, Stamp};
     use tickcast_protocol::frame::write_server_frame;
 
     fn conn() -> (Conn, std::net::TcpStream) {
@@ -782,12 +595,11 @@ mod tests {
         let conn = Conn {
             socket,
             partial: Vec::new(),
-            fragments: Vec::new(),
-            fragment_text: None,
+            reader: ClientReader::default(),
             deliveries: Deliveries::new(vec![0], false, None),
             session: Session::new(protocol),
             pings: 0,
-            mask_state: 1,
+            masks: MaskKeys::new(1),
             armed: false,
             done: false,
         };
@@ -823,11 +635,36 @@ mod tests {
             assert!(conn.partial.is_empty());
             assert_eq!(conn.pings, 1);
             conn.deliveries.finish(&mut stats);
-            assert_eq!(stats.counters.messages_received, 6, "cut {cut}");
-            assert_eq!(stats.loss.delivered, 6, "cut {cut}");
-            assert_eq!(stats.seq_max_sum, 6);
+            assert_eq!(stats.tally.counters.messages_received, 6, "cut {cut}");
+            assert_eq!(stats.tally.loss.delivered, 6, "cut {cut}");
+            assert_eq!(stats.tally.seq_max_sum, 6);
             stats.fold();
-            assert_eq!(stats.hists["latency"].len(), 6);
+            assert_eq!(stats.tally.hists["latency"].len(), 6);
+        }
+    }
+
+    /// A header cut by the end of a buffer, the rest of the stream in the next one: the frame
+    /// carried over takes only its own bytes, however short it is (a ping is 4 bytes, less
+    /// than a longest header).
+    #[test]
+    fn a_short_frame_cut_in_its_header_takes_only_its_own_bytes() {
+        let mut stream = bytes::BytesMut::new();
+        write_server_frame(&mut stream, OpCode::Ping, b"hi");
+        let mut payload = Vec::new();
+        for seq in 1..=3 {
+            write_server_frame(&mut stream, OpCode::Ping, b"");
+            stamp::write(&mut payload, Stamp { seq, t_ns: 10, src: 0 }, 60);
+            write_server_frame(&mut stream, OpCode::Text, &payload);
+        }
+        for cut in 1..stream.len() {
+            let (mut conn, _peer) = conn();
+            let mut stats = ThreadStats::default();
+            conn.on_data(&stream[..cut], &mut stats, 20).unwrap();
+            conn.on_data(&stream[cut..], &mut stats, 20).unwrap();
+            assert!(conn.partial.is_empty(), "cut {cut}");
+            assert_eq!(conn.pings, 4, "cut {cut}");
+            conn.deliveries.finish(&mut stats);
+            assert_eq!(stats.tally.loss.delivered, 3, "cut {cut}");
         }
     }
 
@@ -862,15 +699,19 @@ mod tests {
                 conn.on_data(chunk, &mut stats, 20).unwrap();
             }
             conn.deliveries.finish(&mut stats);
-            assert_eq!(stats.loss.delivered, 4, "cut {cut}");
-            assert_eq!((stats.counters.control_messages, stats.counters.malformed), (1, 0), "cut {cut}");
+            assert_eq!(stats.tally.loss.delivered, 4, "cut {cut}");
+            assert_eq!(
+                (stats.tally.counters.control_messages, stats.tally.counters.malformed),
+                (1, 0),
+                "cut {cut}"
+            );
             // The pong: FIN + text, masked, 1 byte of payload `3`.
             let mut pong = [0u8; 7];
             peer.read_exact(&mut pong).unwrap();
             assert_eq!(&pong[..2], &[0x81, 0x81]);
             assert_eq!(pong[6] ^ pong[2], b'3');
             stats.fold();
-            assert_eq!(stats.hists["latency"].len(), 4);
+            assert_eq!(stats.tally.hists["latency"].len(), 4);
         }
     }
 
@@ -899,7 +740,7 @@ mod tests {
         let _peer = answer.join().unwrap();
         std::thread::sleep(Duration::from_millis(20));
         ring.stop(&mut stats);
-        assert_eq!(stats.counters.disconnected, 0);
+        assert_eq!(stats.tally.counters.disconnected, 0);
     }
 
     #[test]
@@ -957,34 +798,34 @@ mod tests {
             while kernel && stats.read_delay.is_empty() && seq < 200 {
                 seq += 1;
                 peer.write_all(&frame(seq)).unwrap();
-                reap_until(&mut ring, &mut stats, |s| s.counters.messages_received == seq);
+                reap_until(&mut ring, &mut stats, |s| s.tally.counters.messages_received == seq);
                 std::thread::sleep(Duration::from_millis(5));
             }
             assert!(!kernel || !stats.read_delay.is_empty(), "the kernel never stamped a receive");
             // Receives before that are counted, not hidden.
-            assert_eq!(stats.counters.receives_unstamped, if kernel { seq - 1 } else { 0 });
-            let before = stats.counters.bytes_received;
+            assert_eq!(stats.tally.counters.receives_unstamped, if kernel { seq - 1 } else { 0 });
+            let before = stats.tally.counters.bytes_received;
             seq += 1;
             let last = frame(seq);
             peer.write_all(&last).unwrap();
             // The reader is 50 ms late.
             std::thread::sleep(Duration::from_millis(50));
-            reap_until(&mut ring, &mut stats, |s| s.counters.messages_received == seq);
-            assert_eq!(stats.counters.messages_received, seq, "kernel {kernel}");
-            assert_eq!(stats.counters.bytes_received - before, last.len() as u64, "payload bytes only");
+            reap_until(&mut ring, &mut stats, |s| s.tally.counters.messages_received == seq);
+            assert_eq!(stats.tally.counters.messages_received, seq, "kernel {kernel}");
+            assert_eq!(stats.tally.counters.bytes_received - before, last.len() as u64, "payload bytes only");
             stats.fold();
             // The late message has the highest latency of all.
-            let latency = stats.hists["latency"].at(1.0);
+            let latency = stats.tally.hists["latency"].at(1.0);
             if kernel {
                 assert!(latency < 25_000_000, "latency {latency} ns includes the reader's delay");
-                assert!(stats.hists["read_delay"].at(1.0) >= 45_000_000);
+                assert!(stats.tally.hists["read_delay"].at(1.0) >= 45_000_000);
             } else {
                 assert!(latency >= 45_000_000, "latency {latency} ns");
-                assert!(!stats.hists.contains_key("read_delay"));
+                assert!(!stats.tally.hists.contains_key("read_delay"));
             }
             drop(peer);
-            reap_until(&mut ring, &mut stats, |s| s.counters.disconnected == 1);
-            assert_eq!(stats.counters.disconnected, 1, "kernel {kernel}: end of stream is a cut-off");
+            reap_until(&mut ring, &mut stats, |s| s.tally.counters.disconnected == 1);
+            assert_eq!(stats.tally.counters.disconnected, 1, "kernel {kernel}: end of stream is a cut-off");
             assert!(ring.conns[0].is_none());
         }
     }

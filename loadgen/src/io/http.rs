@@ -1,6 +1,7 @@
 //! HTTP/1.1 client pieces: the keep-alive publisher (`POST /publish/<channel>`), a one
 //! request at a time keep-alive client for polling, and response parsing with `httparse`
-//! (`Content-Length` and chunked bodies; `chunked.rs` decodes the latter).
+//! (`Content-Length` and chunked bodies; the protocol crate's `http::decode_chunked` decodes the
+//! latter).
 
 use std::io;
 use std::net::IpAddr;
@@ -122,13 +123,13 @@ pub fn parse_response(buf: &[u8]) -> anyhow::Result<Option<ResponseHead>> {
             Ok(Some(ResponseHead { status: head.status, total_len, body }))
         }
         Framing::Chunked => {
-            let mut decoder = super::chunked::Decoder::default();
             let mut body = Vec::new();
-            let used = decoder.feed(&buf[head.head_len..], &mut body)?;
-            anyhow::ensure!(body.len() <= BODY_MAX_BYTES, "chunked body too large");
-            if !decoder.done() {
+            let decoded =
+                tickcast_protocol::http::decode_chunked(&buf[head.head_len..], BODY_MAX_BYTES, &mut body)
+                    .map_err(|e| anyhow::anyhow!("chunked body: {e}"))?;
+            let Some(used) = decoded else {
                 return Ok(None);
-            }
+            };
             let total_len = head.head_len + used;
             Ok(Some(ResponseHead { status: head.status, total_len, body: Body::Decoded(body) }))
         }
@@ -149,7 +150,7 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub async fn connect(target: &Target, source: Option<IpAddr>) -> io::Result<HttpClient> {
-        let stream = crate::net::connect(target.addr, source).await?;
+        let stream = crate::io::net::connect(target.addr, source).await?;
         Ok(HttpClient {
             stream,
             rx: Vec::with_capacity(16 * 1024),
@@ -200,7 +201,7 @@ pub struct HttpConn {
 
 impl HttpConn {
     pub async fn connect(target: &Target) -> io::Result<HttpConn> {
-        let stream = crate::net::connect(target.addr, None).await?;
+        let stream = crate::io::net::connect(target.addr, None).await?;
         Ok(HttpConn { stream: Rc::new(stream) })
     }
 

@@ -4,17 +4,18 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
-use serde::{Deserialize, Serialize};
 
-use crate::accepted::{self, Missed};
-use crate::engine::{WorkerEvent, WorkerResult};
-use crate::loss::LossTotals;
+use crate::engine::workers::{Command, WorkerHandle, spawn_child, spawn_local};
+use crate::engine::{Driver, WorkerEvent};
+use crate::measure::accepted::{self, Missed};
+use crate::measure::loss::LossTotals;
+use crate::measure::procfs::{self, MemSample};
+use crate::measure::stats::Counters;
+use crate::measure::tally::Tally;
 use crate::plan::{Plan, Scenario};
-use crate::procfs::{self, MemSample};
 use crate::report::progress::{Progress, Stage};
-use crate::stats::Counters;
+use crate::result::{RunResult, ServerReport, Warning, WarningKind};
 use crate::time::now_ns;
-use crate::workers::{Command, WorkerHandle, spawn_child, spawn_local};
 
 /// Delay between "every client is open" and `t0`, so every worker sees the start in time.
 const START_DELAY: Duration = Duration::from_millis(200);
@@ -35,61 +36,21 @@ pub struct Observe {
     pub worker_exe: Option<std::path::PathBuf>,
 }
 
-/// The server as seen through /proc.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ServerReport {
-    pub pid: u32,
-    /// Before any client connected.
-    pub before: MemSample,
-    /// While every client was held open (idle: the last sample of the hold).
-    pub held: Option<MemSample>,
-    /// CPU seconds during the measured phase.
-    pub cpu_seconds: f64,
-    /// CPU seconds during the drain after it (the tail of the work for the messages of the
-    /// measured phase).
-    #[serde(default)]
-    pub drain_cpu_seconds: f64,
-}
-
-/// One run's complete result: the plan, the merged measurements, and what they mean.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunResult {
-    pub plan: Plan,
-    pub totals: WorkerResult,
-    /// Loss including the tail (messages published after a subscriber's last one), over the
-    /// publishes the server accepted.
-    pub loss: LossTotals,
-    /// From the first connection attempt until every client was open.
-    pub connect_seconds: f64,
-    /// The measured phase: from `t0` to the end of publishing (rate), or of the planned
-    /// duration; rates and the load generator's busy share are over this.
-    pub run_seconds: f64,
-    /// After the measured phase, how long subscribers kept receiving late arrivals (the drain).
-    #[serde(default)]
-    pub drain_seconds: f64,
-    /// CPU seconds of every load-generator process (coordinator included), whole run.
-    pub loadgen_cpu_seconds: f64,
-    /// CPU seconds of every load-generator process during the measured phase.
-    pub loadgen_run_cpu_seconds: f64,
-    /// CPU seconds of every load-generator process during the drain.
-    #[serde(default)]
-    pub loadgen_drain_cpu_seconds: f64,
-    /// Wall time of the whole run (connecting included).
-    pub wall_seconds: f64,
-    pub server: Option<ServerReport>,
-    pub warnings: Vec<String>,
-}
-
 /// Runs `plan`; `progress` prints (and logs) while it runs.
-pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Result<RunResult> {
-    crate::net::raise_nofile_limit();
+pub fn run(
+    plan: &Plan,
+    driver: &'static dyn Driver,
+    observe: Observe,
+    progress: &mut Progress,
+) -> anyhow::Result<RunResult> {
+    crate::io::rlimit::raise_nofile_limit();
     let server_before = observe.server_pid.map(procfs::mem_sample).transpose()?;
     let (tx, rx) = crossbeam_channel::unbounded();
     let slices = plan.slices();
     let mut workers: Vec<Box<dyn WorkerHandle>> = Vec::with_capacity(slices.len());
     for slice in &slices {
         workers.push(if plan.workers <= 1 {
-            spawn_local(plan, *slice, tx.clone())
+            spawn_local(plan, *slice, tx.clone(), driver)
         } else {
             spawn_child(plan, *slice, tx.clone(), observe.worker_exe.as_deref())?
         });
@@ -100,7 +61,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
     let n = workers.len();
     let mut state = RunState::default();
     let mut latest = vec![Counters::default(); n];
-    let mut results: Vec<WorkerResult> = Vec::new();
+    let mut results: Vec<Tally> = Vec::new();
     let mut warnings = Vec::new();
     let mut finished = 0;
     while finished < n {
@@ -130,7 +91,8 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
             }
             Ok(WorkerEvent::Failed { worker, error }) => {
                 finished += 1;
-                warnings.push(format!("worker {worker} failed: {error}"));
+                let message = format!("worker {worker} failed: {error}");
+                warnings.push(Warning::new(WarningKind::WorkerFailed, message, &[("worker", worker as f64)]));
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -155,12 +117,14 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
             }
         }
         if state.t0.is_none() && !state.stopped && now >= connect_deadline {
-            warnings.push(format!(
-                "only {} of {} workers had opened every client after {:?}; stopped",
+            let message = format!(
+                "only {} of {} workers had opened every client after {:.0}s; stopped",
                 state.ready,
                 n,
-                connect_budget(plan)
-            ));
+                connect_budget(plan).as_secs_f64()
+            );
+            let figures = [("workers_ready", state.ready as f64), ("workers", n as f64)];
+            warnings.push(Warning::new(WarningKind::ConnectIncomplete, message, &figures));
             broadcast(&mut workers, Command::Stop);
             state.stopped = true;
             progress.set_stage(Stage::Stopping);
@@ -209,7 +173,7 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
         worker.wait();
     }
     progress.finish(&latest);
-    let mut totals = WorkerResult::default();
+    let mut totals = Tally::default();
     for r in &results {
         totals.merge(r);
     }
@@ -241,14 +205,14 @@ pub fn run(plan: &Plan, observe: Observe, progress: &mut Progress) -> anyhow::Re
         server,
         warnings,
     };
-    result.warnings.extend(crate::report::warnings(&result));
+    result.derive_warnings();
     Ok(result)
 }
 
 /// Loss over the accepted publishes: the tails (published after a subscription's last delivery)
 /// from the publisher's count, then the refused and unanswered publishes taken out of the
 /// expected deliveries, the holes and the tails (`accepted.rs`).
-fn settle_loss(totals: &mut WorkerResult, staleness: bool, warnings: &mut Vec<String>) -> LossTotals {
+fn settle_loss(totals: &mut Tally, staleness: bool, warnings: &mut Vec<Warning>) -> LossTotals {
     let mut loss = totals.loss;
     let tails = totals.expected_published().saturating_sub(totals.seq_max_sum);
     let unaccepted = [&totals.refused, &totals.unanswered];
@@ -264,12 +228,14 @@ fn settle_loss(totals: &mut WorkerResult, staleness: bool, warnings: &mut Vec<St
     loss.delivered = loss.delivered.saturating_sub(settled.delivered);
     loss.delivered_unaccepted += settled.delivered;
     if settled.unexpected > 0 && totals.missed.untracked > 0 {
-        warnings.push(format!(
+        let message = format!(
             "{} missed message(s) were only counted, not kept (subscriptions with more than {} holes): \
              refused or unanswered publishes among them count as loss",
             totals.missed.untracked,
-            crate::loss::MISSED_RANGES_MAX
-        ));
+            crate::measure::loss::MISSED_RANGES_MAX
+        );
+        let figures = [("messages", totals.missed.untracked as f64)];
+        warnings.push(Warning::new(WarningKind::UntrackedMisses, message, &figures));
     }
     // Spent, and possibly large: the settled figures stay.
     totals.missed = Missed::default();
@@ -369,21 +335,4 @@ fn broadcast(workers: &mut [Box<dyn WorkerHandle>], cmd: Command) {
     for w in workers.iter_mut() {
         w.command(cmd);
     }
-}
-
-/// Merges another run (another process or host) into `into`: counters, histograms and loss
-/// add up; clients add up; times take the longer; CPU adds up.
-pub fn merge_into(into: &mut RunResult, other: &RunResult) {
-    into.totals.merge(&other.totals);
-    into.loss.merge(&other.loss);
-    into.plan.clients.count += other.plan.clients.count;
-    into.plan.workers += other.plan.workers;
-    into.connect_seconds = into.connect_seconds.max(other.connect_seconds);
-    into.run_seconds = into.run_seconds.max(other.run_seconds);
-    into.drain_seconds = into.drain_seconds.max(other.drain_seconds);
-    into.wall_seconds = into.wall_seconds.max(other.wall_seconds);
-    into.loadgen_cpu_seconds += other.loadgen_cpu_seconds;
-    into.loadgen_run_cpu_seconds += other.loadgen_run_cpu_seconds;
-    into.loadgen_drain_cpu_seconds += other.loadgen_drain_cpu_seconds;
-    into.warnings.extend(other.warnings.iter().cloned());
 }

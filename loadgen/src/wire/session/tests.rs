@@ -1,5 +1,8 @@
 use super::*;
-use crate::stamp::{self, Stamp};
+use crate::io::account;
+use crate::measure::deliveries::Deliveries;
+use crate::measure::stamp::{self, Stamp};
+use crate::measure::tally::ThreadStats;
 
 // Frames captured from the peers (benches/peers/README.md, "Protocols the load generator must
 // speak"): socket.io 4.8.4 and Action Cable 6.1.7.10, byte for byte.
@@ -187,28 +190,32 @@ fn opening_and_accounting_with_the_captures() {
         assert!(!opening.is_open(&session));
         let n = opening_frames.len();
         for (i, (frame, send)) in opening_frames.into_iter().enumerate() {
-            let step = opening.on_frame(&mut session, true, frame, &mut stats).unwrap();
+            let step = account::opening_frame(&mut opening, &mut session, true, frame, &mut stats).unwrap();
             assert_eq!(step, OpenStep { send, open: i + 1 == n }, "{protocol:?} frame {i}");
         }
         assert!(opening.is_open(&session));
         let mut d = Deliveries::new(vec![0], false, None);
         // Arrived 2 ms after the stamp's scheduled time.
         let arrival = 1_764_000_000_002_000_000;
-        assert_eq!(session.account(true, stamped, Some(&mut d), &mut stats, arrival), None);
-        assert_eq!(session.account(true, text, Some(&mut d), &mut stats, arrival), None);
+        assert_eq!(account::frame(&mut session, true, stamped, Some(&mut d), &mut stats, arrival), None);
+        assert_eq!(account::frame(&mut session, true, text, Some(&mut d), &mut stats, arrival), None);
         let ping: &[u8] = if protocol == Protocol::SocketIo { b"2" } else { CABLE_PING };
-        assert_eq!(session.account(true, ping, Some(&mut d), &mut stats, arrival), pong, "{protocol:?}");
+        assert_eq!(
+            account::frame(&mut session, true, ping, Some(&mut d), &mut stats, arrival),
+            pong,
+            "{protocol:?}"
+        );
         // Without accounting (idle): counted as received.
-        assert_eq!(session.account(true, stamped, None, &mut stats, arrival), None);
+        assert_eq!(account::frame(&mut session, true, stamped, None, &mut stats, arrival), None);
         d.finish(&mut stats);
-        let c = stats.counters;
+        let c = stats.tally.counters;
         assert_eq!(c.messages_received as usize, n + 4, "{protocol:?}");
         assert_eq!(c.control_messages as usize, n + 1, "{protocol:?}");
         // The text body carries no stamp: not the load generator's.
         assert_eq!((c.malformed, c.messages_unstamped), (0, 1), "{protocol:?}");
-        assert_eq!(stats.loss.delivered, 1);
+        assert_eq!(stats.tally.loss.delivered, 1);
         stats.fold();
-        let latency = &stats.hists["latency"];
+        let latency = &stats.tally.hists["latency"];
         assert_eq!(latency.len(), 1);
         assert!((1_999_000..=2_001_000).contains(&latency.at(1.0)), "{}", latency.at(1.0));
     }
@@ -219,24 +226,28 @@ fn an_opening_fails_fast_on_a_refusal_a_goodbye_or_another_protocol() {
     let mut stats = ThreadStats::default();
     let mut session = Session::new(Protocol::ActionCable);
     let mut opening = Opening::default();
-    opening.on_frame(&mut session, true, CABLE_WELCOME, &mut stats).unwrap();
+    account::opening_frame(&mut opening, &mut session, true, CABLE_WELCOME, &mut stats).unwrap();
     let reject = br#"{"identifier":"{\"channel\":\"BroadcastChannel\"}","type":"reject_subscription"}"#;
-    assert!(opening.on_frame(&mut session, true, reject, &mut stats).is_err());
+    assert!(account::opening_frame(&mut opening, &mut session, true, reject, &mut stats).is_err());
     // tickcast's own first frame is not Socket.IO.
     let mut session = Session::new(Protocol::SocketIo);
     let subscribed = br#"{"type":"subscribed","channels":["bench"],"seq":{"bench":0}}"#;
-    assert!(Opening::default().on_frame(&mut session, true, subscribed, &mut stats).is_err());
+    assert!(
+        account::opening_frame(&mut Opening::default(), &mut session, true, subscribed, &mut stats).is_err()
+    );
     // Steps out of order, a goodbye.
-    assert!(Opening::default().on_frame(&mut session, true, SIO_JOINED, &mut stats).is_err());
-    assert!(Opening::default().on_frame(&mut session, true, b"1", &mut stats).is_err());
+    assert!(
+        account::opening_frame(&mut Opening::default(), &mut session, true, SIO_JOINED, &mut stats).is_err()
+    );
+    assert!(account::opening_frame(&mut Opening::default(), &mut session, true, b"1", &mut stats).is_err());
     // Keepalives and other control frames wait for the next step.
     let mut opening = Opening::default();
     assert_eq!(
-        opening.on_frame(&mut session, true, b"2", &mut stats).unwrap(),
+        account::opening_frame(&mut opening, &mut session, true, b"2", &mut stats).unwrap(),
         OpenStep { send: Some(b"3"), open: false }
     );
     assert_eq!(
-        opening.on_frame(&mut session, true, b"6", &mut stats).unwrap(),
+        account::opening_frame(&mut opening, &mut session, true, b"6", &mut stats).unwrap(),
         OpenStep { send: None, open: false }
     );
 }
@@ -253,12 +264,12 @@ fn out_of_order_deliveries_are_reordered_not_lost() {
         stamp::write(&mut body, Stamp { seq, t_ns: 10, src: 0 }, 128);
         let body = String::from_utf8(body.clone()).unwrap();
         let frame = serde_json::json!({"identifier": CABLE_IDENTIFIER, "message": body}).to_string();
-        session.account(true, frame.as_bytes(), Some(&mut d), &mut stats, 20);
+        account::frame(&mut session, true, frame.as_bytes(), Some(&mut d), &mut stats, 20);
     }
     d.finish(&mut stats);
-    assert_eq!(stats.loss.delivered, 6);
-    assert_eq!(stats.loss.reordered, 2);
-    assert_eq!(stats.loss.lost() + stats.loss.duplicates, 0);
+    assert_eq!(stats.tally.loss.delivered, 6);
+    assert_eq!(stats.tally.loss.reordered, 2);
+    assert_eq!(stats.tally.loss.lost() + stats.tally.loss.duplicates, 0);
 }
 
 #[test]

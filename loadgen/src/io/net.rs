@@ -1,17 +1,8 @@
-//! Sockets: connecting from a chosen source address, and the file-descriptor limit.
+//! Sockets: connecting from a chosen source address, duplicating a descriptor.
 
+use std::io;
 use std::net::{IpAddr, SocketAddr};
-
-/// Raises RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit.
-pub fn raise_nofile_limit() -> u64 {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
-        limit.current = limit.maximum;
-        let _ = setrlimit(Resource::Nofile, limit);
-    }
-    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
-}
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 /// Opens a TCP connection to `addr`, bound to `source` when given, and hands it to the
 /// current tokio-uring runtime.
@@ -35,4 +26,12 @@ pub async fn connect(
     let std_stream = stream.into_std()?;
     std_stream.set_nonblocking(false)?;
     Ok(tokio_uring::net::TcpStream::from_std(std_stream))
+}
+
+/// A duplicate of `fd` (the caller keeps the original).
+pub fn duplicate(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: the caller passes an open descriptor it keeps open for the duration of this call
+    // (a live `WsClient`'s socket, the receive ring's own).
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    borrowed.try_clone_to_owned()
 }

@@ -7,17 +7,16 @@
 //! open after the last one), the answer to the server's keepalive; and one parser
 //! ([`Session::parse`]) that tells what a frame is: a delivery (the published body, unwrapped),
 //! a step of the opening, a keepalive, a refusal, a goodbye, another control frame, or junk.
-//! Both receive paths (tokio-uring reads in `scenarios/rate.rs`, the raw ring in `wsring.rs`)
-//! and `idle` account every frame through [`Session::account`], so a protocol changes nothing
-//! else: a delivery goes to the same `Deliveries` as a plain WebSocket message, and latency is
-//! measured from the stamp's scheduled time the same way.
+//! Sans-IO and without accounting: both receive paths (tokio-uring reads in
+//! `scenarios/rate.rs`, the raw ring in `io/wsring.rs`) and `idle` account every frame through
+//! `io::account`, so a protocol changes nothing else: a delivery goes to the same `Deliveries`
+//! as a plain WebSocket message, and latency is measured from the stamp's scheduled time the
+//! same way.
 //!
 //! Socket.IO and Action Cable carry the published body as a JSON *string*; it is unescaped
 //! (into a buffer of the session, reused) before the stamp is looked for, so the body accounted
 //! is byte for byte the one published.
 
-use crate::deliveries::Deliveries;
-use crate::engine::ThreadStats;
 use crate::plan::Protocol;
 
 /// A step of a protocol's opening, announced by a server frame.
@@ -134,41 +133,6 @@ impl Session {
             Protocol::ActionCable => action_cable(payload, &mut self.scratch),
         }
     }
-
-    /// Accounts one frame received once open: a delivery goes to `deliveries` (or, without
-    /// them, as in `idle`, only counts as received); every other frame counts as a control
-    /// message, or as malformed. Returns what to send back, if anything.
-    pub fn account(
-        &mut self,
-        text: bool,
-        payload: &[u8],
-        deliveries: Option<&mut Deliveries>,
-        stats: &mut ThreadStats,
-        arrival_ns: u64,
-    ) -> Option<&'static [u8]> {
-        let ping_reply = self.spec().ping_reply;
-        match self.parse(text, payload) {
-            Frame::Delivery(body) => {
-                match deliveries {
-                    Some(d) => {
-                        d.on_message(stats, body, arrival_ns);
-                    }
-                    None => stats.counters.messages_received += 1,
-                }
-                None
-            }
-            Frame::Malformed => {
-                stats.counters.messages_received += 1;
-                stats.counters.malformed += 1;
-                None
-            }
-            frame => {
-                stats.counters.messages_received += 1;
-                stats.counters.control_messages += 1;
-                if frame == Frame::Ping { ping_reply } else { None }
-            }
-        }
-    }
 }
 
 /// Where a subscriber is in its protocol's opening.
@@ -193,13 +157,12 @@ impl Opening {
     }
 
     /// Feeds one frame received during the opening; `Err` when the server refused, left or
-    /// spoke another protocol. Control frames and keepalives are counted like later ones.
+    /// spoke another protocol. (`io::account::opening_frame` counts it.)
     pub fn on_frame(
         &mut self,
         session: &mut Session,
         text: bool,
         payload: &[u8],
-        stats: &mut ThreadStats,
     ) -> anyhow::Result<OpenStep> {
         let spec = session.spec();
         if self.is_open(session) {
@@ -207,26 +170,18 @@ impl Opening {
         }
         let protocol = session.protocol;
         let frame = session.parse(text, payload);
-        stats.counters.messages_received += 1;
         match frame {
             Frame::Signal(s) if s == spec.open[self.step].0 => {
-                stats.counters.control_messages += 1;
                 let send = spec.open[self.step].1;
                 self.step += 1;
                 Ok(OpenStep { send, open: self.step >= spec.open.len() })
             }
-            Frame::Ping => {
-                stats.counters.control_messages += 1;
-                Ok(OpenStep { send: spec.ping_reply, open: false })
-            }
-            Frame::Control => {
-                stats.counters.control_messages += 1;
-                Ok(OpenStep { send: None, open: false })
-            }
-            Frame::Refused => anyhow::bail!("{protocol:?}: the server refused the subscription"),
-            Frame::Leaving => anyhow::bail!("{protocol:?}: the server left during the opening"),
+            Frame::Ping => Ok(OpenStep { send: spec.ping_reply, open: false }),
+            Frame::Control => Ok(OpenStep { send: None, open: false }),
+            Frame::Refused => anyhow::bail!("{protocol}: the server refused the subscription"),
+            Frame::Leaving => anyhow::bail!("{protocol}: the server left during the opening"),
             other => anyhow::bail!(
-                "{protocol:?}: unexpected frame while waiting for {:?}: {other:?} ({})",
+                "{protocol}: unexpected frame while waiting for {:?}: {other:?} ({})",
                 spec.open[self.step].0,
                 String::from_utf8_lossy(&payload[..payload.len().min(120)])
             ),

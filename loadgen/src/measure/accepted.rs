@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::channels::published_on;
-use crate::loss::SeqTracker;
+use crate::measure::channels::published_on;
+use crate::measure::loss::SeqTracker;
 
 /// Closed ranges of numbers (message indices), increasing and neither overlapping nor adjacent.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,8 +295,8 @@ mod tests {
         assert_eq!(r.seqs_on(1, 3), vec![(2, 3)]); // k = 4, 7
         assert_eq!(r.seqs_on(2, 3), vec![(1, 2)]); // k = 2, 5
         assert_eq!(r.seqs_on(0, 1), vec![(3, 8), (10, 10)]);
-        assert_eq!(crate::channels::route(9, 3), (0, 4));
-        assert_eq!(crate::channels::route(7, 3), (1, 3));
+        assert_eq!(crate::measure::channels::route(9, 3), (0, 4));
+        assert_eq!(crate::measure::channels::route(7, 3), (1, 3));
     }
 
     fn tracker(received: &[u64]) -> SeqTracker {
@@ -330,7 +330,7 @@ mod tests {
         assert_eq!(missed.count(1, &[(1, 2)]), (0, 0));
         assert!(!missed.is_empty() && Missed::default().is_empty());
         // Worker processes send it as JSON, inside an internally tagged event.
-        let result = crate::engine::WorkerResult { missed: missed.clone(), refused, ..Default::default() };
+        let result = crate::measure::tally::Tally { missed: missed.clone(), refused, ..Default::default() };
         let event = crate::engine::WorkerEvent::Done(Box::new(result));
         let json = serde_json::to_string(&event).unwrap();
         let crate::engine::WorkerEvent::Done(back) = serde_json::from_str(&json).unwrap() else {

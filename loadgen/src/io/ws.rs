@@ -1,7 +1,8 @@
-//! A WebSocket client on tokio-uring, built on `tickcast_protocol::frame`.
+//! A WebSocket client on tokio-uring, built on `tickcast_protocol::client`.
 //!
-//! Frames from the server are decoded in place in the read buffer: an unfragmented data frame is
-//! handed to the caller as a range of that buffer, with no copy and no allocation. Pings are
+//! Frames from the server are read in place in the read buffer (`ClientReader`): an
+//! unfragmented data frame is handed to the caller as a range of that buffer, with no copy and
+//! no allocation. Pings are
 //! answered inside `next`. UTF-8 is not validated here: the load generator measures servers, the
 //! Autobahn suite checks their conformance.
 
@@ -11,7 +12,8 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::time::Instant;
 
-use tickcast_protocol::frame::{HeaderStatus, OpCode, Role, decode_header, write_client_frame};
+use tickcast_protocol::client::{ClientFrame, ClientRead, ClientReader, MaskKeys, Payload};
+use tickcast_protocol::frame::{OpCode, write_client_frame};
 use tickcast_protocol::handshake::ClientHandshake;
 use tokio_uring::net::TcpStream;
 
@@ -28,7 +30,7 @@ pub struct OpenTimes {
     pub connect_ns: u64,
     pub handshake_ns: u64,
     /// From the `101` to the protocol's confirmation of the subscription (Socket.IO,
-    /// Action Cable; `transports/protocol.rs`).
+    /// Action Cable; `wire/session.rs`).
     pub subscribe_ns: Option<u64>,
 }
 
@@ -37,13 +39,13 @@ pub struct OpenTimes {
 pub struct WsWriter {
     stream: Rc<TcpStream>,
     tx: Vec<u8>,
-    mask_state: u64,
+    masks: MaskKeys,
 }
 
 impl WsWriter {
     /// Sends one unfragmented, masked frame; returns the bytes written.
     pub async fn send(&mut self, opcode: OpCode, payload: &[u8]) -> io::Result<usize> {
-        let mask = self.next_mask();
+        let mask = self.masks.next_key();
         let mut tx = std::mem::take(&mut self.tx);
         tx.clear();
         write_client_frame(&mut tx, opcode, payload, mask);
@@ -52,17 +54,6 @@ impl WsWriter {
         self.tx = tx;
         result.map(|()| len)
     }
-
-    /// xorshift64*: masks need to be unpredictable to intermediaries, not cryptographically
-    /// strong; the state is seeded from the OS RNG per connection.
-    fn next_mask(&mut self) -> [u8; 4] {
-        let mut x = self.mask_state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.mask_state = x;
-        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32).to_le_bytes()[..4].try_into().expect("4 bytes")
-    }
 }
 
 /// A received data message: `text` or binary, its payload at `range` of the client's buffers
@@ -70,8 +61,7 @@ impl WsWriter {
 #[derive(Debug, Clone)]
 pub struct Incoming {
     pub text: bool,
-    range: Range<usize>,
-    assembled: bool,
+    payload: Payload,
 }
 
 /// A connected, upgraded WebSocket client.
@@ -82,9 +72,8 @@ pub struct WsClient {
     rx: Vec<u8>,
     start: usize,
     min_read_bytes: usize,
-    /// A fragmented message being assembled, and its opcode.
-    fragments: Vec<u8>,
-    fragment_text: Option<bool>,
+    /// Frames out of `rx` (and fragmented messages joined).
+    reader: ClientReader,
     pub bytes_received: u64,
     pub pings_received: u64,
     /// Wall-clock time (ns) the last read completed: the arrival time of every message it
@@ -102,21 +91,20 @@ impl WsClient {
         headers: &[(&str, &str)],
     ) -> anyhow::Result<(WsClient, OpenTimes)> {
         let began = Instant::now();
-        let stream = Rc::new(crate::net::connect(target.addr, source).await?);
+        let stream = Rc::new(crate::io::net::connect(target.addr, source).await?);
         let connected = Instant::now();
-        let seed: u64 = rand::random::<u64>() | 1;
+        let masks = MaskKeys::new(rand::random());
         let (handshake, request) =
             ClientHandshake::new(&target.authority(), &target.path, rand::random(), headers);
         let (result, _) = stream.write_all(request).await;
         result?;
         let mut client = WsClient {
-            writer: WsWriter { stream: stream.clone(), tx: Vec::with_capacity(256), mask_state: seed },
+            writer: WsWriter { stream: stream.clone(), tx: Vec::with_capacity(256), masks },
             stream,
             rx: Vec::with_capacity(read_buf_bytes.max(512)),
             start: 0,
             min_read_bytes: (read_buf_bytes / 2).max(256),
-            fragments: Vec::new(),
-            fragment_text: None,
+            reader: ClientReader::default(),
             bytes_received: 0,
             pings_received: 0,
             last_read_ns: 0,
@@ -145,77 +133,57 @@ impl WsClient {
         WsWriter {
             stream: self.stream.clone(),
             tx: Vec::with_capacity(256),
-            mask_state: rand::random::<u64>() | 1,
+            masks: MaskKeys::new(rand::random()),
         }
     }
 
     /// The payload of `msg`, valid until the next call to `next`.
     pub fn payload(&self, msg: &Incoming) -> &[u8] {
-        if msg.assembled { &self.fragments } else { &self.rx[msg.range.clone()] }
+        self.reader.payload(&self.rx, &msg.payload)
     }
 
     /// Waits for the next data message. Answers pings; answers a close and returns `None`;
     /// returns `None` on end of stream too.
     pub async fn next(&mut self) -> anyhow::Result<Option<Incoming>> {
         loop {
-            let avail = &self.rx[self.start..];
-            if let HeaderStatus::Complete { header, header_len } =
-                decode_header(avail, Role::Client, MAX_FRAME_BYTES)?
-            {
-                let total = header_len + header.payload_len as usize;
-                if avail.len() >= total {
-                    let range = self.start + header_len..self.start + total;
-                    self.start += total;
-                    if let Some(msg) = self.on_frame(header.opcode, header.fin, range).await? {
+            let at = self.start;
+            match self.reader.read(&self.rx[at..], MAX_FRAME_BYTES)? {
+                ClientRead::Frame { frame, used } => {
+                    self.start += used;
+                    if let Some(msg) = self.on_frame(frame, at).await? {
                         return Ok(msg);
                     }
-                    continue;
                 }
-                self.rx.reserve(total);
-            }
-            if self.fill().await? == 0 {
-                return Ok(None);
+                ClientRead::Incomplete { needed } => {
+                    self.rx.reserve(needed);
+                    if self.fill().await? == 0 {
+                        return Ok(None);
+                    }
+                }
             }
         }
     }
 
-    /// Handles one complete frame. `Some(None)`: the connection is closing.
-    async fn on_frame(
-        &mut self,
-        opcode: OpCode,
-        fin: bool,
-        range: Range<usize>,
-    ) -> anyhow::Result<Option<Option<Incoming>>> {
-        match opcode {
-            OpCode::Text | OpCode::Binary if fin => {
-                Ok(Some(Some(Incoming { text: opcode == OpCode::Text, range, assembled: false })))
+    /// Handles one frame read at `at` of `rx`. `Some(None)`: the connection is closing.
+    async fn on_frame(&mut self, frame: ClientFrame, at: usize) -> anyhow::Result<Option<Option<Incoming>>> {
+        let shift = |r: Range<usize>| r.start + at..r.end + at;
+        match frame {
+            ClientFrame::Message { text, payload } => {
+                let payload = match payload {
+                    Payload::Input(range) => Payload::Input(shift(range)),
+                    Payload::Assembled => Payload::Assembled,
+                };
+                Ok(Some(Some(Incoming { text, payload })))
             }
-            OpCode::Text | OpCode::Binary => {
-                self.fragments.clear();
-                self.fragments.extend_from_slice(&self.rx[range]);
-                self.fragment_text = Some(opcode == OpCode::Text);
-                Ok(None)
-            }
-            OpCode::Continuation => {
-                let text = self
-                    .fragment_text
-                    .ok_or_else(|| anyhow::anyhow!("continuation frame without a message"))?;
-                self.fragments.extend_from_slice(&self.rx[range]);
-                if !fin {
-                    return Ok(None);
-                }
-                self.fragment_text = None;
-                Ok(Some(Some(Incoming { text, range: 0..0, assembled: true })))
-            }
-            OpCode::Ping => {
+            ClientFrame::Fragment | ClientFrame::Pong => Ok(None),
+            ClientFrame::Ping(range) => {
                 self.pings_received += 1;
-                let payload = self.rx[range].to_vec();
+                let payload = self.rx[shift(range)].to_vec();
                 self.writer.send(OpCode::Pong, &payload).await?;
                 Ok(None)
             }
-            OpCode::Pong => Ok(None),
-            OpCode::Close => {
-                let code = self.rx[range].get(..2).map(<[u8]>::to_vec).unwrap_or_default();
+            ClientFrame::Close(range) => {
+                let code = self.rx[shift(range)].get(..2).map(<[u8]>::to_vec).unwrap_or_default();
                 let _ = self.writer.send(OpCode::Close, &code).await;
                 Ok(Some(None))
             }
@@ -231,7 +199,7 @@ impl WsClient {
     /// A duplicate of the socket's descriptor (for the fast receive path, which takes over).
     pub fn duplicate_fd(&self) -> io::Result<std::os::fd::OwnedFd> {
         use std::os::fd::AsRawFd;
-        crate::transports::wsring::duplicate(self.stream.as_raw_fd())
+        crate::io::net::duplicate(self.stream.as_raw_fd())
     }
 
     /// The bytes received but not yet decoded (e.g. frames that came with the upgrade answer).

@@ -1,12 +1,16 @@
-//! Client transports: WebSocket (`ws.rs`), and over plain HTTP/1.1 (`http.rs`, chunked bodies
-//! in `chunked.rs`): Server-Sent Events (`sse.rs`) and the JSON answers of polling and
-//! long-polling (`poll.rs`). What WebSocket subscribers speak inside the WebSocket (plain,
-//! Socket.IO, Action Cable): `protocol.rs`. The per-transport subscriber loops are in `scenarios/`.
+//! The I/O layer: client connections and what they read. WebSocket over tokio-uring (`ws.rs`)
+//! and the raw io_uring receive path (`wsring.rs`, with its provided buffer ring in
+//! `bufring.rs` and the kernel timestamp's control message in `cmsg.rs`); plain HTTP/1.1
+//! (`http.rs`) and Server-Sent Events (`sse.rs`); sockets (`net.rs`) and the file limit
+//! (`rlimit.rs`). Frames and events are handed to the caller's sink (`account.rs`: the
+//! accounting of `measure`); nothing here knows a scenario or the engine.
 
-pub mod chunked;
+pub mod account;
+pub mod bufring;
+pub mod cmsg;
 pub mod http;
-pub mod poll;
-pub mod protocol;
+pub mod net;
+pub mod rlimit;
 pub mod sse;
 pub mod ws;
 pub mod wsring;

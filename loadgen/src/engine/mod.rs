@@ -5,21 +5,54 @@
 //! connecting (clients open on the plan's connect schedule) -> running from `t0` (the common
 //! start, wall clock) -> stopping. Statistics live in each thread (no atomics or locks on the
 //! per-message path); a ticker task publishes a snapshot every `TICK` for progress reports.
+//!
+//! What the threads run is the scenarios layer's `Driver`, handed down once: the engine names no
+//! scenario and no transport. `coordinator.rs` runs a whole plan over workers (`workers.rs`:
+//! threads of this process, or child processes speaking JSON lines).
 
+pub mod coordinator;
+pub mod workers;
+
+use std::any::Any;
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::task::JoinHandle;
 
-use crate::accepted::{Missed, Ranges};
-use crate::loss::LossTotals;
+use crate::measure::stats::{Counters, Hist};
+use crate::measure::tally::{Tally, ThreadStats};
 use crate::plan::{Plan, Slice, split};
-use crate::stats::{Counters, Hist, Hists, merge_hists};
 use crate::time::now_ns;
+
+/// A task of a load thread (tokio-uring tasks are not `Send`).
+pub type LocalTask = Pin<Box<dyn Future<Output = ()>>>;
+
+/// What the engine runs, picked once per run by the scenarios layer (`scenarios::DRIVER`): the
+/// engine owns threads, phases and control, and knows no scenario or transport.
+pub trait Driver: Sync {
+    /// Called once per load thread that has clients, before they start: the thread's own
+    /// tasks (awaited with the clients), e.g. a receive ring shared by its connections.
+    fn start_thread(&self, ctx: &Rc<Ctx>, phase: &watch::Receiver<Phase>) -> Vec<JoinHandle<()>>;
+    /// Client `index` (global): opens, runs the scenario until stopped, accounts into
+    /// `ctx.stats`; calls `ready.finished()` once its opening ended, either way.
+    fn client(
+        &self,
+        ctx: Rc<Ctx>,
+        index: u64,
+        permit: OwnedSemaphorePermit,
+        ready: Rc<ReadyCounter>,
+        phase: watch::Receiver<Phase>,
+    ) -> LocalTask;
+    /// The publisher, on its own thread of the first worker.
+    fn publisher(&self, ctx: Rc<Ctx>, phase: watch::Receiver<Phase>) -> LocalTask;
+}
 
 /// How often threads publish progress snapshots and look at `Control`.
 const TICK: Duration = Duration::from_millis(20);
@@ -30,16 +63,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Opening one connection (TCP connect + upgrade) may take at most this long.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The phase every client follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Connecting,
-    /// Measure from `t0_ns` (wall clock).
-    Running {
-        t0_ns: u64,
-    },
-    Stopping,
-}
+pub use crate::phase::Phase;
 
 /// Commands from the coordinator, shared by all threads of a worker.
 #[derive(Debug, Default)]
@@ -94,113 +118,11 @@ pub enum WorkerEvent {
     Settled {
         worker: usize,
     },
-    Done(Box<WorkerResult>),
+    Done(Box<Tally>),
     Failed {
         worker: usize,
         error: String,
     },
-}
-
-/// Everything one worker measured.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct WorkerResult {
-    pub worker: usize,
-    pub counters: Counters,
-    pub hists: Hists,
-    /// Loss totals without the tail (see `seq_max_sum`).
-    pub loss: LossTotals,
-    /// Subscriber streams tracked (clients x publishers).
-    pub streams: u64,
-    /// Sum over streams of the highest sequence received: with the publisher's count `p`,
-    /// `streams * p - seq_max_sum` messages were lost at the tail.
-    pub seq_max_sum: u64,
-    /// Messages the publisher(s) of this worker sent.
-    pub published: u64,
-    /// Of those, the ones the server refused, as ranges of message indices (0-based, see
-    /// `channels::route`).
-    #[serde(default, skip_serializing_if = "Ranges::is_empty")]
-    pub refused: Ranges,
-    /// Of those, the ones the server never answered.
-    #[serde(default, skip_serializing_if = "Ranges::is_empty")]
-    pub unanswered: Ranges,
-    /// Which seqs the subscriptions missed; the coordinator settles the refused and unanswered
-    /// publishes against it, then drops it.
-    #[serde(default, skip_serializing_if = "Missed::is_empty")]
-    pub missed: Missed,
-    /// Deliveries not expected because their publish was refused or unanswered (subscriptions
-    /// of a channel x such publishes on it), set by the coordinator; `expected` leaves them out.
-    #[serde(default)]
-    pub unaccepted_expected: u64,
-    /// Subscriber streams per channel index (with `published`, the expected deliveries).
-    #[serde(default)]
-    pub subscriptions: Vec<u64>,
-    /// Channels the publisher spread its messages over (0: unknown, as many as subscribed).
-    #[serde(default)]
-    pub published_channels: usize,
-    /// CPU seconds (user + system) this worker process used; 0 when not a separate process.
-    pub cpu_seconds: f64,
-    /// The part of `cpu_seconds` spent in the measured phase (from the start command to the end
-    /// of publishing).
-    pub run_cpu_seconds: f64,
-    /// The part of `cpu_seconds` spent in the drain (from the end of publishing to the stop).
-    #[serde(default)]
-    pub drain_cpu_seconds: f64,
-}
-
-impl WorkerResult {
-    pub fn merge(&mut self, o: &WorkerResult) {
-        self.counters.merge(&o.counters);
-        merge_hists(&mut self.hists, &o.hists);
-        self.loss.merge(&o.loss);
-        self.streams += o.streams;
-        self.seq_max_sum += o.seq_max_sum;
-        self.published += o.published;
-        self.refused.merge(&o.refused);
-        self.unanswered.merge(&o.unanswered);
-        self.missed.merge(&o.missed);
-        self.unaccepted_expected += o.unaccepted_expected;
-        self.published_channels = self.published_channels.max(o.published_channels);
-        add_counts(&mut self.subscriptions, &o.subscriptions);
-        self.cpu_seconds += o.cpu_seconds;
-        self.run_cpu_seconds += o.run_cpu_seconds;
-        self.drain_cpu_seconds += o.drain_cpu_seconds;
-    }
-}
-
-impl WorkerResult {
-    /// Deliveries expected: every subscription receives what was published on its channel and
-    /// accepted by the server.
-    pub fn expected(&self) -> u64 {
-        self.expected_published().saturating_sub(self.unaccepted_expected)
-    }
-
-    /// Deliveries of everything published, accepted or not.
-    pub fn expected_published(&self) -> u64 {
-        let channels = self.channels();
-        self.subscriptions
-            .iter()
-            .enumerate()
-            .map(|(c, &subs)| subs * crate::channels::published_on(c, self.published, channels))
-            .sum()
-    }
-
-    /// Channels the publisher spread its messages over.
-    pub fn channels(&self) -> usize {
-        match self.published_channels {
-            0 => self.subscriptions.len().max(1),
-            n => n,
-        }
-    }
-}
-
-/// Adds `from` to `into` element by element (growing `into` as needed).
-pub fn add_counts(into: &mut Vec<u64>, from: &[u64]) {
-    if into.len() < from.len() {
-        into.resize(from.len(), 0);
-    }
-    for (a, b) in into.iter_mut().zip(from) {
-        *a += b;
-    }
 }
 
 /// State shared by a worker's threads.
@@ -218,16 +140,45 @@ pub struct Ctx {
     pub plan: Plan,
     pub worker: usize,
     pub thread: usize,
-    pub stats: RefCell<ThreadStats>,
+    pub stats: Rc<RefCell<ThreadStats>>,
     /// Executors sharing the connect schedule (workers x threads).
     pub executors: usize,
     pub is_publisher: bool,
     /// Windowed runs: deliveries acknowledged to the publisher (shared by the worker's threads).
-    pub window: Arc<crate::deliveries::WindowState>,
-    /// The thread's fast WebSocket receive ring (`rate --transport ws --ws-receiver ring`).
-    pub ring: RefCell<Option<crate::transports::wsring::RingReceiver>>,
+    pub window: Arc<crate::measure::deliveries::WindowState>,
+    /// What the scenario keeps per thread (the receive ring of `rate --transport ws`), set by
+    /// `Driver::start_thread`; the engine never looks inside.
+    pub thread_state: RefCell<Option<Rc<dyn Any>>>,
     /// What the publisher tells its worker about the end of publishing.
     pub publishing: Arc<PublishSignals>,
+}
+
+/// What a thread's `Ctx` is made of: sent to the thread, which makes its `Ctx` there (a `Ctx`
+/// holds thread-local state and is not `Send`).
+struct Seed {
+    plan: Plan,
+    worker: usize,
+    thread: usize,
+    executors: usize,
+    is_publisher: bool,
+    window: Arc<crate::measure::deliveries::WindowState>,
+    publishing: Arc<PublishSignals>,
+}
+
+impl Seed {
+    fn into_ctx(self) -> Ctx {
+        Ctx {
+            plan: self.plan,
+            worker: self.worker,
+            thread: self.thread,
+            stats: Rc::default(),
+            executors: self.executors,
+            is_publisher: self.is_publisher,
+            window: self.window,
+            thread_state: RefCell::new(None),
+            publishing: self.publishing,
+        }
+    }
 }
 
 /// The publisher's word to its worker (and through it to the coordinator), read every `TICK`.
@@ -258,63 +209,6 @@ impl PublishSignals {
     }
 }
 
-/// What one thread records. Borrowed briefly, never across an `.await`.
-#[derive(Debug, Default)]
-pub struct ThreadStats {
-    pub counters: Counters,
-    pub hists: Hists,
-    /// The scenario's main latency since the last tick.
-    pub interval: Hist,
-    pub loss: LossTotals,
-    pub streams: u64,
-    pub seq_max_sum: u64,
-    pub published: u64,
-    /// The publisher's refused and unanswered publishes (message indices).
-    pub refused: Ranges,
-    pub unanswered: Ranges,
-    /// What this thread's subscriptions missed, per (channel, seq).
-    pub missed: Missed,
-    /// Subscriber streams per channel index.
-    pub subscriptions: Vec<u64>,
-    /// Clients that finished opening (either way).
-    pub opened: u64,
-    /// `latency`, recorded once per delivered message, kept out of `hists` (no map lookup per
-    /// message) until `fold`.
-    latency: Hist,
-    /// `read_delay`: how long received data waited in the kernel before this load generator
-    /// read it (receives stamped by the kernel only), folded like `latency`.
-    pub read_delay: Hist,
-}
-
-impl ThreadStats {
-    /// Records `ns` into histogram `name` (and into the interval histogram when `main`).
-    pub fn record(&mut self, name: &str, ns: u64, main: bool) {
-        if name == "latency" {
-            self.latency.record_ns(ns);
-        } else {
-            match self.hists.get_mut(name) {
-                Some(h) => h.record_ns(ns),
-                None => self.hists.entry(name.to_string()).or_default().record_ns(ns),
-            }
-        }
-        if main {
-            self.interval.record_ns(ns);
-        }
-    }
-
-    /// Moves what `record` kept apart into `hists`; call before reading `hists`.
-    pub fn fold(&mut self) {
-        if !self.latency.is_empty() {
-            let latency = std::mem::take(&mut self.latency);
-            self.hists.entry("latency".to_string()).or_default().merge(&latency);
-        }
-        if !self.read_delay.is_empty() {
-            let read_delay = std::mem::take(&mut self.read_delay);
-            self.hists.entry("read_delay".to_string()).or_default().merge(&read_delay);
-        }
-    }
-}
-
 /// Runs `slice` of `plan` on `plan.threads` threads; calls `emit` with progress and readiness;
 /// returns when every client has finished.
 pub fn run_worker(
@@ -322,7 +216,8 @@ pub fn run_worker(
     slice: Slice,
     control: Arc<Control>,
     emit: &(dyn Fn(WorkerEvent) + Sync),
-) -> WorkerResult {
+    driver: &'static dyn Driver,
+) -> Tally {
     let threads = plan.threads.max(1);
     // The publisher (first worker only) gets a thread of its own, so its schedule is kept with
     // blocking high-resolution sleeps and never waits behind the subscribers' work (see
@@ -341,21 +236,19 @@ pub fn run_worker(
         threads_ready: AtomicUsize::new(0),
         threads_done: AtomicUsize::new(0),
     });
-    let window = Arc::new(crate::deliveries::WindowState::default());
+    let window = Arc::new(crate::measure::deliveries::WindowState::default());
     let parts = split(slice.count, threads);
     let mut handles: Vec<_> = parts
         .into_iter()
         .enumerate()
         .map(|(thread, (first, count))| {
-            let ctx = Ctx {
+            let ctx = Seed {
                 plan: plan.clone(),
                 worker: slice.worker,
                 thread,
-                stats: RefCell::new(ThreadStats::default()),
                 executors: plan.workers.max(1) * threads,
                 is_publisher: false,
                 window: window.clone(),
-                ring: RefCell::new(None),
                 publishing: publishing.clone(),
             };
             let shared = shared.clone();
@@ -364,7 +257,8 @@ pub fn run_worker(
                 .name(format!("loadgen-{}-{thread}", slice.worker))
                 .spawn(move || {
                     let out = tokio_uring::builder().entries(4096).start(thread_main(
-                        Rc::new(ctx),
+                        driver,
+                        Rc::new(ctx.into_ctx()),
                         first,
                         count,
                         shared.clone(),
@@ -376,15 +270,13 @@ pub fn run_worker(
         })
         .collect();
     if has_publisher {
-        let ctx = Ctx {
+        let ctx = Seed {
             plan: plan.clone(),
             worker: slice.worker,
             thread: threads,
-            stats: RefCell::new(ThreadStats::default()),
             executors: plan.workers.max(1) * threads,
             is_publisher: true,
             window: window.clone(),
-            ring: RefCell::new(None),
             publishing: publishing.clone(),
         };
         let shared = shared.clone();
@@ -392,9 +284,11 @@ pub fn run_worker(
             std::thread::Builder::new()
                 .name(format!("loadgen-{}-pub", slice.worker))
                 .spawn(move || {
-                    let out = tokio_uring::builder()
-                        .entries(256)
-                        .start(publisher_main(Rc::new(ctx), shared.clone()));
+                    let out = tokio_uring::builder().entries(256).start(publisher_main(
+                        driver,
+                        Rc::new(ctx.into_ctx()),
+                        shared.clone(),
+                    ));
                     shared.threads_done.fetch_add(1, Ordering::AcqRel);
                     out
                 })
@@ -429,19 +323,10 @@ pub fn run_worker(
             break;
         }
     }
-    let mut result = WorkerResult { worker: slice.worker, ..WorkerResult::default() };
+    let mut result = Tally { worker: slice.worker, ..Tally::default() };
     for handle in handles {
         let stats = handle.join().expect("load thread panicked");
-        result.counters.merge(&stats.counters);
-        merge_hists(&mut result.hists, &stats.hists);
-        result.loss.merge(&stats.loss);
-        result.streams += stats.streams;
-        result.seq_max_sum += stats.seq_max_sum;
-        result.published += stats.published;
-        result.refused.merge(&stats.refused);
-        result.unanswered.merge(&stats.unanswered);
-        result.missed.merge(&stats.missed);
-        add_counts(&mut result.subscriptions, &stats.subscriptions);
+        result.merge(&stats.tally);
     }
     result.published_channels = plan.workload.channels.len();
     result
@@ -456,32 +341,21 @@ fn progress(shared: &Shared, worker: usize) -> WorkerEvent {
     WorkerEvent::Progress { worker, counters: Box::new(counters), interval }
 }
 
-async fn thread_main(ctx: Rc<Ctx>, first: u64, count: u64, shared: Arc<Shared>) -> ThreadStats {
+async fn thread_main(
+    driver: &'static dyn Driver,
+    ctx: Rc<Ctx>,
+    first: u64,
+    count: u64,
+    shared: Arc<Shared>,
+) -> ThreadStats {
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
     let ticker = tokio_uring::spawn(ticker(ctx.clone(), shared.clone(), phase_tx));
     if count == 0 {
         shared.threads_ready.fetch_add(1, Ordering::AcqRel);
     }
     let mut tasks = Vec::with_capacity(count as usize + 1);
-    let w = &ctx.plan.workload;
-    if count > 0
-        && ctx.plan.scenario == crate::plan::Scenario::Rate
-        && w.transport == crate::plan::Transport::Ws
-        && w.ws_receiver == crate::plan::WsReceiver::Ring
-    {
-        match crate::transports::wsring::RingReceiver::new(
-            w.arrival == crate::plan::Arrival::Kernel,
-            !matches!(w.schedule, crate::plan::Schedule::Windowed { .. }),
-        ) {
-            Ok(ring) => {
-                *ctx.ring.borrow_mut() = Some(ring);
-                tasks.push(tokio_uring::spawn(crate::transports::wsring::drive(
-                    ctx.clone(),
-                    phase_rx.clone(),
-                )));
-            }
-            Err(e) => eprintln!("warning: no io_uring receive ring ({e}); reading with tokio-uring"),
-        }
+    if count > 0 {
+        tasks.extend(driver.start_thread(&ctx, &phase_rx));
     }
     let schedule = ctx.plan.clients.connect.share(ctx.executors);
     let permits = Arc::new(tokio::sync::Semaphore::new(ctx.plan.clients.connect_concurrency.max(1)));
@@ -496,7 +370,7 @@ async fn thread_main(ctx: Rc<Ctx>, first: u64, count: u64, shared: Arc<Shared>) 
             ready.finished();
             continue;
         }
-        tasks.push(tokio_uring::spawn(crate::scenarios::client(
+        tasks.push(tokio_uring::spawn(driver.client(
             ctx.clone(),
             first + k,
             permit,
@@ -516,10 +390,10 @@ async fn thread_main(ctx: Rc<Ctx>, first: u64, count: u64, shared: Arc<Shared>) 
 }
 
 /// The publisher's own thread: its ticker (progress, `Control`) and the publisher task.
-async fn publisher_main(ctx: Rc<Ctx>, shared: Arc<Shared>) -> ThreadStats {
+async fn publisher_main(driver: &'static dyn Driver, ctx: Rc<Ctx>, shared: Arc<Shared>) -> ThreadStats {
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
     let ticker = tokio_uring::spawn(ticker(ctx.clone(), shared.clone(), phase_tx));
-    crate::scenarios::publish::publisher(ctx.clone(), phase_rx).await;
+    driver.publisher(ctx.clone(), phase_rx).await;
     ticker.abort();
     let _ = ticker.await;
     publish_snapshot(&ctx, &shared);
@@ -546,7 +420,7 @@ impl ReadyCounter {
 
 fn publish_snapshot(ctx: &Ctx, shared: &Shared) {
     let mut stats = ctx.stats.borrow_mut();
-    shared.snapshots.lock().expect("poisoned")[ctx.thread] = stats.counters;
+    shared.snapshots.lock().expect("poisoned")[ctx.thread] = stats.tally.counters;
     let interval = std::mem::take(&mut stats.interval);
     shared.interval.lock().expect("poisoned").merge(&interval);
 }

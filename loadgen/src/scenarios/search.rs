@@ -11,9 +11,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Outputs;
-use crate::coordinator::{Observe, RunResult};
+use crate::engine::coordinator::Observe;
 use crate::plan::{Plan, Schedule};
 use crate::report::progress::fmt_ns;
+use crate::result::summary::Verdict;
+use crate::result::{RunResult, SCHEMA, Summary, Threshold, WarningKind};
 
 /// A step passes only if at least this share of the expected deliveries arrived.
 pub const DELIVERED_MIN: f64 = 0.99;
@@ -65,7 +67,7 @@ pub fn judge(r: &RunResult, slo_p99: Option<Duration>) -> StepOutcome {
         && p99_ns > slo.as_nanos() as u64
     {
         reason = Some(format!("p99 {} > SLO {}", fmt_ns(p99_ns), fmt_ns(slo.as_nanos() as u64)));
-    } else if r.warnings.iter().any(|w| w.starts_with("LOAD GENERATOR WAS BUSY")) {
+    } else if r.warnings.iter().any(|w| w.kind == WarningKind::LoadgenBusy) {
         reason = Some("the load generator was busy: inconclusive".into());
     }
     StepOutcome {
@@ -78,7 +80,8 @@ pub fn judge(r: &RunResult, slo_p99: Option<Duration>) -> StepOutcome {
         p99_ns,
         max_ns: latency.at(1.0),
         delivered_ratio,
-        deliveries_per_second: r.loss.delivered as f64 / r.run_seconds.max(1e-9),
+        // The one definition of deliveries per second (the summary's).
+        deliveries_per_second: Summary::of(r, &[]).messages.deliveries_per_s.unwrap_or(0.0),
         ok: reason.is_none(),
         reason,
         result: r.clone(),
@@ -108,7 +111,7 @@ fn run_step(
     slo: Option<Duration>,
     quiet: bool,
 ) -> anyhow::Result<StepOutcome> {
-    let r = crate::run(plan, observe.clone(), &Outputs::default(), quiet)?;
+    let r = super::run::run(plan, observe.clone(), &Outputs::default(), quiet)?;
     let outcome = judge(&r, slo);
     if !quiet {
         eprintln!("{}", step_line(&outcome));
@@ -217,6 +220,76 @@ pub fn render(steps: &[StepOutcome], what: &str) -> String {
     out
 }
 
+/// One step in a `--json` file of `ramp` or `saturate --search`: the run's own object (its
+/// keys, `schema`, `summary`) and the step's verdict.
+#[derive(Debug, Serialize)]
+pub struct StepFile<'a> {
+    pub schema: u32,
+    #[serde(flatten)]
+    pub result: &'a RunResult,
+    pub summary: Summary,
+    pub step: StepVerdict<'a>,
+}
+
+/// A step's verdict (`step` in its object).
+#[derive(Debug, Serialize)]
+pub struct StepVerdict<'a> {
+    pub rate: f64,
+    pub clients: u64,
+    pub ok: bool,
+    pub reason: Option<&'a str>,
+    pub delivered_ratio: f64,
+}
+
+/// The `--json` file of a search: the summary of the whole search (the best step's figures
+/// under the search's name, with the verdict, judged against `limits`) and every step.
+#[derive(Debug, Serialize)]
+pub struct StepsFile<'a> {
+    pub schema: u32,
+    pub summary: Option<Summary>,
+    pub steps: Vec<StepFile<'a>>,
+}
+
+/// Builds the `--json` file of `steps`; `scenario` is `ramp` or `saturate`.
+pub fn steps_file<'a>(steps: &'a [StepOutcome], scenario: &str, limits: &[Threshold]) -> StepsFile<'a> {
+    let files: Vec<StepFile<'a>> = steps
+        .iter()
+        .map(|s| StepFile {
+            schema: SCHEMA,
+            result: &s.result,
+            summary: Summary::of(&s.result, &[]),
+            step: StepVerdict {
+                rate: s.rate,
+                clients: s.clients,
+                ok: s.ok,
+                reason: s.reason.as_deref(),
+                delivered_ratio: s.delivered_ratio,
+            },
+        })
+        .collect();
+    let best = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.ok)
+        .max_by(|a, b| a.1.deliveries_per_second.total_cmp(&b.1.deliveries_per_second));
+    // Without a passing step the summary describes the last one (and says none passed).
+    let shown = best.map(|(i, _)| i).or(steps.len().checked_sub(1));
+    let summary = shown.map(|i| {
+        let mut summary = Summary::of(&steps[i].result, limits);
+        summary.scenario = scenario.to_string();
+        summary.verdict = Some(Verdict {
+            steps: steps.len(),
+            passed_steps: steps.iter().filter(|s| s.ok).count(),
+            best_step: best.map(|(i, _)| i),
+            rate: best.map(|(_, s)| s.rate),
+            clients: best.map(|(_, s)| s.clients),
+            stopped_by: steps.iter().find(|s| !s.ok).and_then(|s| s.reason.clone()),
+        });
+        summary
+    });
+    StepsFile { schema: SCHEMA, summary, steps: files }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,18 +304,19 @@ mod tests {
     /// 10 subscribers, `published` messages, `refused` of them refused, every accepted one
     /// delivered, in 1 s.
     fn refusing(published: u64, refused: u64) -> RunResult {
-        let totals = crate::engine::WorkerResult {
+        let totals = crate::measure::tally::Tally {
             published,
             subscriptions: vec![10],
             unaccepted_expected: 10 * refused,
-            counters: crate::stats::Counters {
+            counters: crate::measure::stats::Counters {
                 publish_ok: published - refused,
                 publish_refused: refused,
                 ..Default::default()
             },
             ..Default::default()
         };
-        let loss = crate::loss::LossTotals { delivered: 10 * (published - refused), ..Default::default() };
+        let loss =
+            crate::measure::loss::LossTotals { delivered: 10 * (published - refused), ..Default::default() };
         RunResult {
             plan: base(),
             totals,
@@ -257,6 +331,24 @@ mod tests {
             server: None,
             warnings: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_ramp_file_summarises_its_best_step() {
+        let steps = vec![judge(&refusing(1000, 0), None), judge(&refusing(1000, 20), None)];
+        let limits = [Threshold::Loss { max: 0 }];
+        let file = steps_file(&steps, "ramp", &limits);
+        let json = serde_json::to_value(&file).unwrap();
+        assert_eq!(json["schema"], 2);
+        assert_eq!(json["summary"]["scenario"], "ramp");
+        assert_eq!(json["summary"]["verdict"]["best_step"], 0);
+        assert_eq!(json["summary"]["verdict"]["passed_steps"], 1);
+        assert_eq!(json["summary"]["messages"]["deliveries_per_s"], 10_000.0);
+        assert_eq!(json["summary"]["passed"], true);
+        assert_eq!(json["steps"].as_array().unwrap().len(), 2);
+        assert_eq!(json["steps"][1]["step"]["ok"], false);
+        assert_eq!(json["steps"][1]["summary"]["scenario"], "rate");
+        assert!(json["steps"][0]["totals"]["counters"].is_object(), "{}", json["steps"][0]);
     }
 
     #[test]

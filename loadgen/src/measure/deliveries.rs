@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tickcast_protocol::envelope::Control;
 
-use crate::engine::ThreadStats;
-use crate::loss::{Arrival, SeqTracker};
-use crate::stamp;
+use crate::measure::loss::{Arrival, SeqTracker};
+use crate::measure::stamp;
+use crate::measure::tally::ThreadStats;
 
 /// Shared by the publisher and every subscriber of a worker in a windowed (`saturate`) run: the
 /// publisher may run at most `window` messages ahead of what the subscribers received.
@@ -94,15 +94,15 @@ impl Deliveries {
 
     /// Accounts one message that arrived at `arrival_ns` (wall clock).
     pub fn on_message(&mut self, stats: &mut ThreadStats, payload: &[u8], arrival_ns: u64) -> Kind {
-        stats.counters.messages_received += 1;
+        stats.tally.counters.messages_received += 1;
         let kind = match stamp::parse_near(payload, &mut self.stamp_at) {
             Some(s) => self.on_stamp(stats, s, arrival_ns),
             None => classify_other(stats, payload),
         };
         match kind {
             Kind::Gap { .. } | Kind::Control => {}
-            Kind::Malformed => stats.counters.malformed += 1,
-            Kind::Unstamped => stats.counters.messages_unstamped += 1,
+            Kind::Malformed => stats.tally.counters.malformed += 1,
+            Kind::Unstamped => stats.tally.counters.messages_unstamped += 1,
             Kind::Delivery | Kind::Duplicate => {}
         }
         if let Kind::Gap { announced } = kind {
@@ -126,7 +126,7 @@ impl Deliveries {
                 Kind::Gap { announced }
             }
             Err(_) => {
-                stats.counters.malformed += 1;
+                stats.tally.counters.malformed += 1;
                 Kind::Malformed
             }
         }
@@ -152,7 +152,7 @@ impl Deliveries {
         }
         if self.staleness {
             if let Arrival::AfterGap { skipped } = arrival {
-                stats.counters.superseded += skipped;
+                stats.tally.counters.superseded += skipped;
             }
             stats.record("staleness", arrival_ns.saturating_sub(s.t_ns), true);
         } else {
@@ -175,14 +175,14 @@ impl Deliveries {
                 totals.gaps = 0;
                 totals.reordered = 0;
             }
-            stats.loss.merge(&totals);
-            stats.missed.add(*c, tracker);
-            stats.streams += 1;
-            stats.seq_max_sum += tracker.max();
-            if stats.subscriptions.len() <= *c {
-                stats.subscriptions.resize(c + 1, 0);
+            stats.tally.loss.merge(&totals);
+            stats.tally.missed.add(*c, tracker);
+            stats.tally.streams += 1;
+            stats.tally.seq_max_sum += tracker.max();
+            if stats.tally.subscriptions.len() <= *c {
+                stats.tally.subscriptions.resize(c + 1, 0);
             }
-            stats.subscriptions[*c] += 1;
+            stats.tally.subscriptions[*c] += 1;
         }
         if let Some(w) = &self.window {
             w.subscriptions.fetch_sub(self.channels.len() as u64, Ordering::Relaxed);
@@ -198,7 +198,7 @@ fn classify_other(stats: &mut ThreadStats, payload: &[u8]) -> Kind {
     match serde_json::from_slice::<Control>(payload) {
         Ok(Control::Gap { from, to, .. }) => Kind::Gap { announced: count_gap(stats, from, to) },
         Ok(_) => {
-            stats.counters.control_messages += 1;
+            stats.tally.counters.control_messages += 1;
             Kind::Control
         }
         Err(_) => Kind::Malformed,
@@ -208,15 +208,15 @@ fn classify_other(stats: &mut ThreadStats, payload: &[u8]) -> Kind {
 /// Counts one gap notice for `from..=to`; returns how many messages it announced.
 fn count_gap(stats: &mut ThreadStats, from: u64, to: u64) -> u64 {
     let n = if to >= from { (to - from).saturating_add(1) } else { 0 };
-    stats.counters.gap_notices += 1;
-    stats.counters.gap_announced += n;
+    stats.tally.counters.gap_notices += 1;
+    stats.tally.counters.gap_announced += n;
     n
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stamp::Stamp;
+    use crate::measure::stamp::Stamp;
 
     fn stamped(channel: &str, seq: u64, src: u64, t_ns: u64) -> Vec<u8> {
         let mut data = Vec::new();
@@ -244,16 +244,16 @@ mod tests {
         assert_eq!(d.on_message(&mut stats, br#"{"type":"gap","from":"x"}"#, 200), Kind::Malformed);
         assert_eq!(d.on_message(&mut stats, b"\x00\xffjunk", 200), Kind::Unstamped);
         d.finish(&mut stats);
-        let c = stats.counters;
+        let c = stats.tally.counters;
         assert_eq!((c.gap_notices, c.gap_announced, c.control_messages, c.malformed), (1, 1, 1, 1));
-        assert_eq!(stats.loss.delivered, 3);
-        assert_eq!(stats.loss.duplicates, 1);
-        assert_eq!(stats.loss.missing, 1);
-        assert_eq!(stats.streams, 2);
-        assert_eq!(stats.seq_max_sum, 4);
-        assert_eq!(stats.subscriptions, vec![0, 0, 1, 0, 0, 1]);
+        assert_eq!(stats.tally.loss.delivered, 3);
+        assert_eq!(stats.tally.loss.duplicates, 1);
+        assert_eq!(stats.tally.loss.missing, 1);
+        assert_eq!(stats.tally.streams, 2);
+        assert_eq!(stats.tally.seq_max_sum, 4);
+        assert_eq!(stats.tally.subscriptions, vec![0, 0, 1, 0, 0, 1]);
         stats.fold();
-        assert_eq!(stats.hists["latency"].len(), 3);
+        assert_eq!(stats.tally.hists["latency"].len(), 3);
     }
 
     #[test]
@@ -283,10 +283,10 @@ mod tests {
         d.on_message(&mut stats, &stamped("a", 4, 0, 10), 30);
         assert_eq!(window.delivered.load(Ordering::Relaxed), 2);
         d.finish(&mut stats);
-        assert_eq!(stats.counters.superseded, 2);
-        assert_eq!(stats.loss.lost(), 0);
+        assert_eq!(stats.tally.counters.superseded, 2);
+        assert_eq!(stats.tally.loss.lost(), 0);
         stats.fold();
-        assert_eq!(stats.hists["staleness"].len(), 2);
+        assert_eq!(stats.tally.hists["staleness"].len(), 2);
         assert_eq!(window.subscriptions.load(Ordering::Relaxed), 0);
     }
 }

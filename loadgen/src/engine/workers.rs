@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Control, WorkerEvent, run_worker};
+use crate::engine::{Control, Driver, WorkerEvent, run_worker};
 use crate::plan::{Plan, Slice};
 
 /// Coordinator -> worker.
@@ -69,7 +69,12 @@ impl WorkerHandle for LocalWorker {
 }
 
 /// Runs `slice` in a thread of this process.
-pub fn spawn_local(plan: &Plan, slice: Slice, events: Sender<WorkerEvent>) -> Box<dyn WorkerHandle> {
+pub fn spawn_local(
+    plan: &Plan,
+    slice: Slice,
+    events: Sender<WorkerEvent>,
+    driver: &'static dyn Driver,
+) -> Box<dyn WorkerHandle> {
     let control = Arc::new(Control::default());
     let plan = plan.clone();
     let thread_control = control.clone();
@@ -77,7 +82,7 @@ pub fn spawn_local(plan: &Plan, slice: Slice, events: Sender<WorkerEvent>) -> Bo
         let emit = |e: WorkerEvent| {
             let _ = events.send(e);
         };
-        let result = run_worker(&plan, slice, thread_control, &emit);
+        let result = run_worker(&plan, slice, thread_control, &emit, driver);
         emit(WorkerEvent::Done(Box::new(result)));
     });
     Box::new(LocalWorker { control, thread: Some(thread) })
@@ -158,8 +163,8 @@ struct CpuMarks {
 }
 
 /// The child side: `tickcast-loadgen worker`.
-pub fn worker_main() -> anyhow::Result<()> {
-    crate::net::raise_nofile_limit();
+pub fn worker_main(driver: &'static dyn Driver) -> anyhow::Result<()> {
+    crate::io::rlimit::raise_nofile_limit();
     let mut lines = BufReader::new(std::io::stdin()).lines();
     let first = lines.next().ok_or_else(|| anyhow::anyhow!("no plan on stdin"))??;
     let init: WorkerInit = serde_json::from_str(&first)?;
@@ -173,7 +178,7 @@ pub fn worker_main() -> anyhow::Result<()> {
             let Ok(line) = line else { break };
             if let Ok(cmd) = serde_json::from_str::<Command>(&line) {
                 let mut marks = command_run_cpu.lock().expect("poisoned");
-                let now = Some(crate::procfs::self_cpu_seconds());
+                let now = Some(crate::measure::procfs::self_cpu_seconds());
                 match cmd {
                     Command::Start { .. } => marks.start = now,
                     Command::Measured => marks.measured = marks.measured.or(now),
@@ -192,8 +197,8 @@ pub fn worker_main() -> anyhow::Result<()> {
         let mut out = stdout.lock().expect("poisoned");
         let _ = writeln!(out, "{line}").and_then(|()| out.flush());
     };
-    let mut result = run_worker(&init.plan, init.slice, control, &emit);
-    result.cpu_seconds = crate::procfs::self_cpu_seconds();
+    let mut result = run_worker(&init.plan, init.slice, control, &emit, driver);
+    result.cpu_seconds = crate::measure::procfs::self_cpu_seconds();
     let marks = *run_cpu.lock().expect("poisoned");
     if let (Some(start), Some(stop)) = (marks.start, marks.stop) {
         // Stopped before the measured phase ended (or never told): no drain.

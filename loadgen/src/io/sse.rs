@@ -13,10 +13,10 @@ use std::time::Instant;
 
 use tokio_uring::net::TcpStream;
 
-use super::chunked;
 use super::http::{Framing, get_request, parse_head};
 use super::ws::OpenTimes;
 use crate::plan::Target;
+use tickcast_protocol::http::ChunkedDecoder;
 
 /// Longest line or event accepted (bytes).
 const EVENT_MAX_BYTES: usize = 1 << 20;
@@ -111,7 +111,7 @@ pub struct SseClient {
     stream: TcpStream,
     rx: Vec<u8>,
     /// Body bytes not yet decoded (chunked framing).
-    chunked: Option<chunked::Decoder>,
+    chunked: Option<ChunkedDecoder>,
     decoded: Vec<u8>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
@@ -128,7 +128,7 @@ impl SseClient {
         last_event_id: Option<&str>,
     ) -> anyhow::Result<(SseClient, OpenTimes)> {
         let began = Instant::now();
-        let stream = crate::net::connect(target.addr, source).await?;
+        let stream = crate::io::net::connect(target.addr, source).await?;
         let connected = Instant::now();
         let mut headers = String::from("Accept: text/event-stream\r\nCache-Control: no-cache\r\n");
         if let Some(id) = last_event_id.filter(|id| !id.is_empty()) {
@@ -159,7 +159,7 @@ impl SseClient {
         };
         anyhow::ensure!(head.status == 200, "SSE request answered {}", head.status);
         client.chunked = match head.framing {
-            Framing::Chunked => Some(chunked::Decoder::default()),
+            Framing::Chunked => Some(ChunkedDecoder::default()),
             Framing::Length(_) | Framing::UntilClose => None,
         };
         client.rx.drain(..head.head_len);
@@ -180,12 +180,15 @@ impl SseClient {
             match &mut self.chunked {
                 None => self.decoded.append(&mut self.rx),
                 Some(decoder) => {
-                    if decoder.done() {
+                    if decoder.is_done() {
                         return Ok(0);
                     }
-                    let used = decoder.feed(&self.rx, &mut self.decoded)?;
+                    // An endless stream: no limit on the whole, only on what one read holds.
+                    let used = decoder
+                        .feed(&self.rx, usize::MAX, &mut self.decoded)
+                        .map_err(|e| anyhow::anyhow!("chunked event stream: {e}"))?;
                     self.rx.drain(..used);
-                    if decoder.done() {
+                    if decoder.is_done() {
                         return Ok(self.decoded.len());
                     }
                 }
