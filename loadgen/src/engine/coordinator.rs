@@ -43,7 +43,7 @@ pub fn run(
     observe: Observe,
     progress: &mut Progress,
 ) -> anyhow::Result<RunResult> {
-    crate::io::rlimit::raise_nofile_limit();
+    tickcast_uring::raise_nofile_limit();
     let server_before = observe.server_pid.map(procfs::mem_sample).transpose()?;
     let (tx, rx) = crossbeam_channel::unbounded();
     let slices = plan.slices();

@@ -164,7 +164,7 @@ struct CpuMarks {
 
 /// The child side: `tickcast-loadgen worker`.
 pub fn worker_main(driver: &'static dyn Driver) -> anyhow::Result<()> {
-    crate::io::rlimit::raise_nofile_limit();
+    tickcast_uring::raise_nofile_limit();
     let mut lines = BufReader::new(std::io::stdin()).lines();
     let first = lines.next().ok_or_else(|| anyhow::anyhow!("no plan on stdin"))??;
     let init: WorkerInit = serde_json::from_str(&first)?;

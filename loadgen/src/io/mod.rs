@@ -1,16 +1,12 @@
 //! The I/O layer: client connections and what they read. WebSocket over tokio-uring (`ws.rs`)
-//! and the raw io_uring receive path (`wsring.rs`, with its provided buffer ring in
-//! `bufring.rs` and the kernel timestamp's control message in `cmsg.rs`); plain HTTP/1.1
-//! (`http.rs`) and Server-Sent Events (`sse.rs`); sockets (`net.rs`) and the file limit
-//! (`rlimit.rs`). Frames and events are handed to the caller's sink (`account.rs`: the
+//! and the raw io_uring receive path (`wsring.rs`, on the provided buffer ring and the kernel
+//! timestamps of the `tickcast-uring` crate, which the server shares); plain HTTP/1.1
+//! (`http.rs`) and Server-Sent Events (`sse.rs`); sockets (`net.rs`). Frames and events are handed to the caller's sink (`account.rs`: the
 //! accounting of `measure`); nothing here knows a scenario or the engine.
 
 pub mod account;
-pub mod bufring;
-pub mod cmsg;
 pub mod http;
 pub mod net;
-pub mod rlimit;
 pub mod sse;
 pub mod ws;
 pub mod wsring;

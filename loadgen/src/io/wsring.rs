@@ -32,17 +32,21 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use io_uring::{IoUring, cqueue, opcode, types};
+use io_uring::{IoUring, cqueue, opcode};
 use tickcast_protocol::client::{ClientFrame, ClientRead, ClientReader, MaskKeys};
 use tickcast_protocol::frame::{MAX_HEADER_LEN, OpCode, write_client_frame};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use crate::io::account;
-use crate::io::bufring::{BUFFER_GROUP, BufRing};
-use crate::io::cmsg::{
-    MsgHdr, RECVMSG_OUT_LEN, TIMESTAMP_CMSG_SPACE, enable_rx_timestamps, kernel_arrival_ns,
-};
+use tickcast_uring::BufRing;
+use tickcast_uring::recvmsg::{TimestampHdr, enable_rx_timestamps};
+
+/// Buffers in the ring (power of two) and their size: 16 MiB per load thread.
+const BUF_COUNT: u16 = 4096;
+const BUF_SIZE: usize = 4096;
+const BUFFER_GROUP: u16 = 0;
+
 use crate::io::net::duplicate;
 use crate::io::ws::{MAX_FRAME_BYTES, WsClient};
 use crate::measure::deliveries::Deliveries;
@@ -181,7 +185,7 @@ pub struct RingReceiver {
     deferred: bool,
     /// Arrival times come from the kernel (`SO_TIMESTAMPNS`, multishot `recvmsg`): the template
     /// header of those receives. `None`: multishot `recv`, arrival read when reaped.
-    msghdr: Option<Box<MsgHdr>>,
+    msghdr: Option<Box<TimestampHdr>>,
     bufs: BufRing,
     conns: Vec<Option<Conn>>,
     /// Connections whose multishot recv must be (re)armed at the next submit.
@@ -221,11 +225,11 @@ impl RingReceiver {
             Some(ring) => (ring, true),
             None => (IoUring::builder().setup_cqsize(16 * 1024).setup_coop_taskrun().build(1024)?, false),
         };
-        let bufs = BufRing::new(&ring)?;
+        let bufs = BufRing::new(&ring.submitter(), BUFFER_GROUP, BUF_COUNT, BUF_SIZE)?;
         Ok(RingReceiver {
             ring,
             deferred,
-            msghdr: kernel_arrival.then(|| Box::new(MsgHdr::for_timestamps())),
+            msghdr: kernel_arrival.then(|| Box::new(TimestampHdr::new())),
             bufs,
             conns: Vec::new(),
             rearm: Vec::new(),
@@ -341,12 +345,11 @@ impl RingReceiver {
     }
 
     fn on_cqe(&mut self, index: usize, result: i32, flags: u32, stats: &mut ThreadStats, now: u64) {
-        let bid = cqueue::buffer_select(flags);
         let more = cqueue::more(flags);
+        // SAFETY: `flags` are this completion's, reaped from `self.ring`, where the group is
+        // registered; this is the only `take` for it. The buffer is recycled when `buf` drops.
+        let buf = unsafe { self.bufs.take(flags, usize::try_from(result).unwrap_or(0)) };
         let Some(Some(conn)) = self.conns.get_mut(index) else {
-            if let Some(bid) = bid {
-                self.bufs.recycle(bid);
-            }
             return;
         };
         if !more {
@@ -357,21 +360,11 @@ impl RingReceiver {
         // Payload bytes received (a recvmsg's result also counts its header).
         let mut payload_len = 0;
         if result > 0
-            && let Some(bid) = bid
+            && let Some(raw) = &buf
         {
-            let raw = self.bufs.buffer(bid, result as usize);
             let (data, arrival) = match &self.msghdr {
-                Some(msghdr) => match types::RecvMsgOut::parse(raw, &msghdr.0) {
-                    Ok(out) => {
-                        // The payload follows the fixed header, the (empty) name and the control
-                        // space; `out` lends it only for its own life.
-                        let start = RECVMSG_OUT_LEN + TIMESTAMP_CMSG_SPACE;
-                        let end = (start + out.payload_data().len()).min(raw.len());
-                        (raw.get(start..end).unwrap_or_default(), kernel_arrival_ns(out.control_data()))
-                    }
-                    Err(()) => (&[][..], None),
-                },
-                None => (raw, None),
+                Some(msghdr) => tickcast_uring::recvmsg::split(raw, &msghdr.0).unwrap_or((&[][..], None)),
+                None => (&raw[..], None),
             };
             payload_len = data.len();
             stats.tally.counters.bytes_received += data.len() as u64;
@@ -385,8 +378,8 @@ impl RingReceiver {
             if !conn.done && conn.on_data(data, stats, arrival.unwrap_or(now)).is_err() {
                 failed = true;
             }
-            self.bufs.recycle(bid);
         }
+        drop(buf); // recycled: published with the batch
         if failed {
             conn.done = true;
             let _ = conn.socket.shutdown(std::net::Shutdown::Both);
@@ -470,9 +463,10 @@ impl RingReceiver {
 
 impl Drop for RingReceiver {
     fn drop(&mut self) {
-        if self.leak || self.ring.submitter().unregister_buf_ring(BUFFER_GROUP).is_err() {
-            // A request may still select a buffer: never free memory the kernel could write.
-            self.bufs.leak();
+        // With a receive still armed, the kernel may still select a buffer: the group stays
+        // registered, and the buffer ring then leaks its memory rather than free it.
+        if !self.leak {
+            let _ = self.bufs.unregister(&self.ring.submitter());
         }
     }
 }
@@ -828,39 +822,5 @@ mod tests {
             assert_eq!(stats.tally.counters.disconnected, 1, "kernel {kernel}: end of stream is a cut-off");
             assert!(ring.conns[0].is_none());
         }
-    }
-
-    #[test]
-    fn arrival_is_found_in_control_data() {
-        let cmsg = |level: i32, kind: i32, data: &[u8]| {
-            let mut out = Vec::new();
-            out.extend_from_slice(&(16 + data.len()).to_ne_bytes());
-            out.extend_from_slice(&level.to_ne_bytes());
-            out.extend_from_slice(&kind.to_ne_bytes());
-            out.extend_from_slice(data);
-            out.resize(out.len().next_multiple_of(8), 0);
-            out
-        };
-        let mut ts = Vec::new();
-        ts.extend_from_slice(&1_700_000_000i64.to_ne_bytes());
-        ts.extend_from_slice(&123_456_789i64.to_ne_bytes());
-        let want = Some(1_700_000_000_123_456_789);
-        let stamp = cmsg(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &ts);
-        assert_eq!(kernel_arrival_ns(&stamp), want);
-        // After another control message.
-        let mut both = cmsg(libc::IPPROTO_TCP, 1, &[7; 4]);
-        both.extend_from_slice(&stamp);
-        assert_eq!(kernel_arrival_ns(&both), want);
-        // Nothing, truncated, or lengths that lie: no time, no panic, no endless loop.
-        assert_eq!(kernel_arrival_ns(&[]), None);
-        assert_eq!(kernel_arrival_ns(&stamp[..20]), None);
-        for bad_len in [0usize, 8, 15, 1000] {
-            let mut bad = stamp.clone();
-            bad[..8].copy_from_slice(&bad_len.to_ne_bytes());
-            assert_eq!(kernel_arrival_ns(&bad), None, "cmsg_len {bad_len}");
-        }
-        let mut negative = ts.clone();
-        negative[..8].copy_from_slice(&(-1i64).to_ne_bytes());
-        assert_eq!(kernel_arrival_ns(&cmsg(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &negative)), None);
     }
 }
