@@ -546,9 +546,14 @@ struct Tickcast {
 
 impl Tickcast {
     fn start(args: &[&str]) -> Tickcast {
+        Self::start_on("127.0.0.1:0", args)
+    }
+
+    /// Listening on `listen` (an earlier server's address, to restart it).
+    fn start_on(listen: &str, args: &[&str]) -> Tickcast {
         use std::io::BufRead;
         let mut child = std::process::Command::new(tickcast_bin())
-            .args(["--listen", "127.0.0.1:0", "--threads", "1", "--no-feed", "--log", "info"])
+            .args(["--listen", listen, "--threads", "1", "--no-feed", "--log", "info"])
             .args(args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -606,7 +611,11 @@ impl Drop for Tickcast {
 /// `rate` against `server` for `duration`, with `args` added.
 /// A `rate` run against `server`; `args` are the scenario's flags, space-separated.
 fn rate_against(server: &Tickcast, duration: &str, args: &str) -> RunResult {
-    let url = server.url();
+    rate_at(&server.url(), duration, args)
+}
+
+fn rate_at(url: &str, duration: &str, args: &str) -> RunResult {
+    let url = url.to_owned();
     let mut all = vec!["rate", "--url", &url, "--duration", duration, "--size", "128"];
     all.extend(args.split_whitespace());
     run(&plan(&all), Observe::default())
@@ -698,6 +707,43 @@ fn poll_against_tickcast_counts_what_history_no_longer_holds() {
     assert_eq!(r.loss.delivered + c.gap_announced, r.totals.expected(), "{:?} {c:?}", r.loss);
     assert_eq!(r.loss.lost(), c.gap_announced, "{:?} {c:?}", r.loss);
     assert_eq!(r.loss.duplicates, 0);
+}
+
+/// The server is killed mid-run and started again on its address: the SSE subscribers
+/// reconnect with the positions they had (of the old run's epoch), the new server answers with
+/// a `reset` per channel, and what was lost with the old server counts as announced, not silent.
+#[test]
+fn a_restarted_tickcast_announces_what_it_lost_with_resets() {
+    let _serial = one_at_a_time();
+    let first = Tickcast::start(&[]);
+    let url = first.url();
+    let listen = first.addr.to_string();
+    let (r, second) = std::thread::scope(|s| {
+        let restart = s.spawn(move || {
+            while first.head("a") < 50 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(first); // killed (SIGKILL): what it held is lost
+            Tickcast::start_on(&listen, &[])
+        });
+        let r = rate_at(
+            &url,
+            "2s",
+            "--transport sse --clients 4 --rate 200 --channels a,b --channels-per-client 2",
+        );
+        (r, restart.join().unwrap())
+    });
+    let c = r.totals.counters;
+    assert_eq!(c.reset_notices, 8, "a reset per channel per client: {c:?}");
+    assert!(c.reconnects >= 4, "{c:?}");
+    // The publisher ends the measured phase at its first failed send (the kill).
+    assert_eq!(second.head("a"), 0);
+    let summary = tickcast_loadgen::result::summary::Summary::of(&r, &[]);
+    let m = &summary.messages;
+    assert_eq!(m.lost_silently, 0, "{m:?} {:?} {c:?}", r.loss);
+    assert_eq!(m.lost, m.gap_announced + m.reset_announced, "{m:?}");
+    assert!(r.warnings.iter().all(|w| !w.message.contains("SILENTLY")), "{:?}", r.warnings);
+    assert!(m.delivered > 0 && m.delivered <= m.expected, "{m:?}");
 }
 
 /// The server stops (SIGSTOP) for 600 ms in the middle of an SSE run: the messages published

@@ -72,13 +72,31 @@ fn plan_capacity(config: &Config, nofile: u64) -> (u32, usize) {
     (table, max)
 }
 
+/// How long a start waits for its port while it is in use. A killed server's listeners close
+/// only when the kernel has torn its rings down, after the process is gone: a restart right
+/// after a crash (systemd, a test) would otherwise find the port busy for a moment.
+const PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits (at most `PORT_WAIT`) until no other socket listens on `addr`.
+fn port_free(addr: &SocketAddr) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + PORT_WAIT;
+    loop {
+        match sys::ensure_port_free(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Binds one listener per worker per address; port 0 is resolved once and shared.
 fn bind_listeners(config: &Config) -> anyhow::Result<(Vec<Vec<std::os::fd::OwnedFd>>, Vec<SocketAddr>)> {
     let threads = config.threads();
     let mut per_worker: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for addr in &config.listen {
-        sys::ensure_port_free(addr).with_context(|| {
+        port_free(addr).with_context(|| {
             format!("cannot listen on {addr}: is another server already listening there?")
         })?;
         let first =

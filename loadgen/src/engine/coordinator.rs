@@ -217,6 +217,15 @@ fn settle_loss(totals: &mut Tally, staleness: bool, warnings: &mut Vec<Warning>)
     let tails = totals.expected_published().saturating_sub(totals.seq_max_sum);
     let unaccepted = [&totals.refused, &totals.unanswered];
     let settled = accepted::settle(&unaccepted, totals.channels(), &totals.subscriptions, &totals.missed);
+    // What subscriptions skipped across a reset was lost with the old history and announced,
+    // except the publishes the server refused or never answered (not the server's to lose).
+    let channels = totals.channels();
+    let published = totals.published;
+    let across_resets =
+        totals.reset_missed.total(|c| crate::measure::channels::published_on(c, published, channels));
+    let refused_in_resets = accepted::unaccepted_in(&unaccepted, channels, &totals.reset_missed);
+    totals.counters.reset_announced = across_resets.saturating_sub(refused_in_resets);
+    totals.reset_missed = Missed::default();
     totals.unaccepted_expected = settled.unexpected;
     loss.tail_missing = tails.saturating_sub(settled.tails);
     if staleness {

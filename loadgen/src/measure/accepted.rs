@@ -126,6 +126,39 @@ impl Missed {
         step(&mut self.tails[c], tracker.max() + 1, 1);
     }
 
+    /// Adds one missed range `from..=to` of one subscription of channel `c`.
+    pub fn add_range(&mut self, c: usize, from: u64, to: u64) {
+        if self.holes.len() <= c {
+            self.holes.resize_with(c + 1, BTreeMap::new);
+            self.tails.resize_with(c + 1, BTreeMap::new);
+        }
+        step(&mut self.holes[c], from, 1);
+        step(&mut self.holes[c], to + 1, -1);
+    }
+
+    /// Adds a tail of one subscription of channel `c`: everything from `from` on.
+    pub fn add_tail(&mut self, c: usize, from: u64) {
+        if self.tails.len() <= c {
+            self.holes.resize_with(c + 1, BTreeMap::new);
+            self.tails.resize_with(c + 1, BTreeMap::new);
+        }
+        step(&mut self.tails[c], from, 1);
+    }
+
+    /// (subscription, seq) pairs in the holes, and in the tails up to `last(c)`, the newest seq
+    /// published on channel `c`.
+    pub fn total(&self, last: impl Fn(usize) -> u64) -> u64 {
+        let mut n = 0;
+        for (c, (holes, tails)) in self.holes.iter().zip(&self.tails).enumerate() {
+            n += sum_over(holes, &[(1, u64::MAX - 1)]);
+            let last = last(c);
+            if last > 0 {
+                n += sum_over(tails, &[(1, last)]);
+            }
+        }
+        n
+    }
+
     pub fn merge(&mut self, other: &Missed) {
         for (mine, theirs) in [(&mut self.holes, &other.holes), (&mut self.tails, &other.tails)] {
             if mine.len() < theirs.len() {
@@ -237,6 +270,20 @@ pub fn settle(unaccepted: &[&Ranges], channels: usize, subscriptions: &[u64], mi
         }
     }
     out
+}
+
+/// How many (subscription, publish) pairs of `missed` (holes and tails) are refused or
+/// unanswered publishes (`unaccepted`): what a reset's window holds that was never the
+/// server's to lose.
+pub fn unaccepted_in(unaccepted: &[&Ranges], channels: usize, missed: &Missed) -> u64 {
+    let mut n = 0;
+    for c in 0..missed.holes.len() {
+        for ranges in unaccepted {
+            let (holes, tails) = missed.count(c, &ranges.seqs_on(c, channels));
+            n += holes + tails;
+        }
+    }
+    n
 }
 
 #[cfg(test)]

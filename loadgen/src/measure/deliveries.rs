@@ -64,6 +64,11 @@ pub struct Deliveries {
     window: Option<Arc<WindowState>>,
     /// Where this subscriber's last stamp was (`stamp::parse_near`).
     stamp_at: usize,
+    /// Per channel (same order): a `reset` came and no stamp since. The seqs the next stamp
+    /// skips were lost with the old history, and the notice announced them.
+    reset_pending: Vec<bool>,
+    /// Those skipped ranges: (channel position, from, to).
+    reset_windows: Vec<(usize, u64, u64)>,
 }
 
 /// What one message turned out to be.
@@ -77,6 +82,8 @@ pub enum Kind {
     Gap {
         announced: u64,
     },
+    /// A `reset` notice: the subscription's position belonged to a history that is gone.
+    Reset,
     Control,
     /// Not the load generator's and not a control message (a server feed, another publisher).
     Unstamped,
@@ -89,7 +96,16 @@ impl Deliveries {
         if let Some(w) = &window {
             w.subscriptions.fetch_add(channels.len() as u64, Ordering::Relaxed);
         }
-        Deliveries { channels, trackers, staleness, window, stamp_at: 1 }
+        let reset_pending = vec![false; channels.len()];
+        Deliveries {
+            channels,
+            trackers,
+            staleness,
+            window,
+            stamp_at: 1,
+            reset_pending,
+            reset_windows: Vec::new(),
+        }
     }
 
     /// Accounts one message that arrived at `arrival_ns` (wall clock).
@@ -100,6 +116,7 @@ impl Deliveries {
             None => classify_other(stats, payload),
         };
         match kind {
+            Kind::Reset => self.on_reset(stats),
             Kind::Gap { .. } | Kind::Control => {}
             Kind::Malformed => stats.tally.counters.malformed += 1,
             Kind::Unstamped => stats.tally.counters.messages_unstamped += 1,
@@ -132,6 +149,28 @@ impl Deliveries {
         }
     }
 
+    /// A reset notice that came on its own (an SSE `reset` event, a poll answer's `resets`).
+    pub fn on_reset_notice(&mut self, stats: &mut ThreadStats, payload: &[u8]) -> Kind {
+        match serde_json::from_slice::<Control>(payload) {
+            Ok(Control::Reset { .. }) => {
+                self.on_reset(stats);
+                Kind::Reset
+            }
+            _ => {
+                stats.tally.counters.malformed += 1;
+                Kind::Malformed
+            }
+        }
+    }
+
+    /// The server restarted (a restart resets every channel of the embedded hub, so every
+    /// channel of this subscriber is marked, whichever the notice names): what the next stamp
+    /// of each skips was lost with the old history, announced.
+    fn on_reset(&mut self, stats: &mut ThreadStats) {
+        stats.tally.counters.reset_notices += 1;
+        self.reset_pending.fill(true);
+    }
+
     fn acknowledge_gap(&self, announced: u64) {
         if let Some(w) = &self.window {
             // Announced loss will never arrive: it must not hold the window shut.
@@ -146,7 +185,11 @@ impl Deliveries {
         if s.seq == 0 {
             return Kind::Malformed;
         }
+        let before = self.trackers[i].max();
         let arrival = self.trackers[i].record(s.seq);
+        if std::mem::take(&mut self.reset_pending[i]) && s.seq > before + 1 {
+            self.reset_windows.push((i, before + 1, s.seq - 1));
+        }
         if arrival == Arrival::Duplicate {
             return Kind::Duplicate;
         }
@@ -166,6 +209,16 @@ impl Deliveries {
 
     /// Adds this subscriber's per-channel totals to the thread's.
     pub fn finish(self, stats: &mut ThreadStats) {
+        // What each subscription skipped across a reset; with no stamp since, everything after
+        // its last one (the coordinator knows how much was published).
+        for &(i, from, to) in &self.reset_windows {
+            stats.tally.reset_missed.add_range(self.channels[i], from, to);
+        }
+        for (i, tracker) in self.trackers.iter().enumerate() {
+            if self.reset_pending[i] {
+                stats.tally.reset_missed.add_tail(self.channels[i], tracker.max() + 1);
+            }
+        }
         for (c, tracker) in self.channels.iter().zip(&self.trackers) {
             // The tail is settled by the coordinator, which knows how many were published.
             let mut totals = tracker.finish(0);
@@ -197,6 +250,7 @@ fn classify_other(stats: &mut ThreadStats, payload: &[u8]) -> Kind {
     }
     match serde_json::from_slice::<Control>(payload) {
         Ok(Control::Gap { from, to, .. }) => Kind::Gap { announced: count_gap(stats, from, to) },
+        Ok(Control::Reset { .. }) => Kind::Reset,
         Ok(_) => {
             stats.tally.counters.control_messages += 1;
             Kind::Control
@@ -254,6 +308,39 @@ mod tests {
         assert_eq!(stats.tally.subscriptions, vec![0, 0, 1, 0, 0, 1]);
         stats.fold();
         assert_eq!(stats.tally.hists["latency"].len(), 3);
+    }
+
+    #[test]
+    fn what_a_reset_skips_is_announced_and_refused_publishes_are_taken_out() {
+        use crate::measure::accepted::{Ranges, unaccepted_in};
+        let mut stats = ThreadStats::default();
+        // Channel 0: 1 and 2 arrive, the server restarts, 6 is the first after the reset.
+        // Channel 1: 1 arrives, the server restarts, nothing after (a tail).
+        let mut d = Deliveries::new(vec![0, 1], false, None);
+        d.on_message(&mut stats, &stamped("a", 1, 0, 10), 20);
+        d.on_message(&mut stats, &stamped("a", 2, 0, 10), 20);
+        d.on_message(&mut stats, &stamped("b", 1, 1, 10), 20);
+        let reset = br#"{"type":"reset","channel":"a","epoch":"E2","seq":0}"#;
+        assert_eq!(d.on_reset_notice(&mut stats, reset), Kind::Reset);
+        assert_eq!(d.on_message(&mut stats, reset, 30), Kind::Reset, "over WebSocket too");
+        assert_eq!(d.on_message(&mut stats, &stamped("a", 6, 0, 10), 40), Kind::Delivery);
+        assert_eq!(
+            d.on_message(&mut stats, &stamped("a", 8, 0, 10), 40),
+            Kind::Delivery,
+            "not after a reset"
+        );
+        assert_eq!(d.on_reset_notice(&mut stats, b"{}"), Kind::Malformed);
+        d.finish(&mut stats);
+        assert_eq!(stats.tally.counters.reset_notices, 2);
+        // The publisher got to seq 8 on a and 4 on b: a skipped 3..=5 across the reset (and 7
+        // later, not announced), b everything after 1.
+        let last = |c: usize| [8, 4][c];
+        assert_eq!(stats.tally.reset_missed.total(last), 3 + 3);
+        // Message indices (2 channels): a's seq 4 is index 6, b's seq 3 is index 5; both refused.
+        let mut refused = Ranges::default();
+        refused.insert(6);
+        refused.insert(5);
+        assert_eq!(unaccepted_in(&[&refused], 2, &stats.tally.reset_missed), 2);
     }
 
     #[test]

@@ -127,6 +127,11 @@ pub struct Counters {
     /// The server's `gap` notices, and the messages they announced as never coming.
     pub gap_notices: u64,
     pub gap_announced: u64,
+    /// The server's `reset` notices (a position of another epoch: the server restarted), and
+    /// the messages lost with the old history that they announced (refused publishes apart;
+    /// settled by the coordinator).
+    pub reset_notices: u64,
+    pub reset_announced: u64,
     /// Other control messages received (`subscribed`, `published`, `error`, ...).
     pub control_messages: u64,
     /// Answers or events that could not be parsed (bad HTTP, JSON, SSE): counted, skipped.
@@ -166,6 +171,8 @@ impl Counters {
         self.sends_late += o.sends_late;
         self.gap_notices += o.gap_notices;
         self.gap_announced += o.gap_announced;
+        self.reset_notices += o.reset_notices;
+        self.reset_announced += o.reset_announced;
         self.control_messages += o.control_messages;
         self.malformed += o.malformed;
         self.requests += o.requests;

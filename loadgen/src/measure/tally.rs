@@ -34,6 +34,11 @@ pub struct Tally {
     /// publishes against it, then drops it.
     #[serde(default, skip_serializing_if = "Missed::is_empty")]
     pub missed: Missed,
+    /// The seqs each subscription missed across a `reset` (its history ended with a server
+    /// restart): `counters.reset_announced` counts them all; the coordinator takes out the
+    /// refused and unanswered publishes among them.
+    #[serde(default, skip_serializing_if = "Missed::is_empty")]
+    pub reset_missed: Missed,
     /// Deliveries not expected because their publish was refused or unanswered (subscriptions
     /// of a channel x such publishes on it), set by the coordinator; `expected` leaves them out.
     #[serde(default)]
@@ -65,6 +70,7 @@ impl Tally {
         self.refused.merge(&o.refused);
         self.unanswered.merge(&o.unanswered);
         self.missed.merge(&o.missed);
+        self.reset_missed.merge(&o.reset_missed);
         self.unaccepted_expected += o.unaccepted_expected;
         self.published_channels = self.published_channels.max(o.published_channels);
         add_counts(&mut self.subscriptions, &o.subscriptions);

@@ -120,7 +120,8 @@ fn rate_lines(out: &mut String, r: &RunResult, s: &Summary) {
     let _ = writeln!(
         out,
         "published {} ({} ok, publish refused {}, publish unanswered {}{no_connection}); delivered {} of {} \
-         expected; lost {} (holes {}, tail {}; announced by {} gap notice(s): {}, silent: {}), \
+         expected; lost {} (holes {}, tail {}; announced by {} gap notice(s): {}, by {} reset notice(s): {}, \
+         silent: {}), \
          duplicates {}, reordered {}",
         m.published,
         c.publish_ok,
@@ -133,6 +134,8 @@ fn rate_lines(out: &mut String, r: &RunResult, s: &Summary) {
         l.tail_missing,
         c.gap_notices,
         m.gap_announced,
+        m.reset_notices,
+        m.reset_announced,
         m.lost_silently,
         l.duplicates,
         l.reordered

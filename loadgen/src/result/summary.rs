@@ -82,8 +82,13 @@ pub struct Messages {
     pub expected: u64,
     pub delivered: u64,
     pub lost: u64,
+    /// Lost and announced by neither a `gap` nor a `reset`.
     pub lost_silently: u64,
     pub gap_announced: u64,
+    /// `reset` notices received (the server restarted: positions of another epoch).
+    pub reset_notices: u64,
+    /// Lost with the old history across a reset, announced by it.
+    pub reset_announced: u64,
     pub publish_refused: u64,
     pub publish_unanswered: u64,
     /// Delivered / measured seconds: the one definition of deliveries per second.
@@ -326,8 +331,10 @@ fn messages(r: &RunResult, measured: f64) -> Messages {
         expected: r.totals.expected(),
         delivered,
         lost,
-        lost_silently: lost.saturating_sub(c.gap_announced),
+        lost_silently: lost.saturating_sub(c.gap_announced + c.reset_announced),
         gap_announced: c.gap_announced,
+        reset_notices: c.reset_notices,
+        reset_announced: c.reset_announced,
         publish_refused: c.publish_refused,
         publish_unanswered: c.publish_unanswered,
         deliveries_per_s,

@@ -218,11 +218,11 @@ fn delivery_warnings(r: &RunResult, out: &mut Vec<Warning>) {
             &[("refused", c.publish_refused as f64), ("unanswered", c.publish_unanswered as f64)],
         ));
     }
-    let silent = r.loss.lost().saturating_sub(c.gap_announced);
+    let silent = r.loss.lost().saturating_sub(c.gap_announced + c.reset_announced);
     if rate && silent > 0 && !r.plan.workload.staleness {
         out.push(Warning::new(
             WarningKind::SilentLoss,
-            format!("{silent} message(s) were lost SILENTLY (no gap notice announced them)"),
+            format!("{silent} message(s) were lost SILENTLY (no gap or reset notice announced them)"),
             &[("messages", silent as f64)],
         ));
     }

@@ -92,7 +92,7 @@ pub async fn run(
     // Subscribed channels the priming answer did not place start from the beginning.
     for &c in &subs {
         if !since.0.contains_key(&plan.workload.channels[c]) {
-            since.raise(&plan.workload.channels[c], 0);
+            since.raise(&plan.workload.channels[c], tickcast_protocol::position::Position::seq(0));
         }
     }
     let mut deliveries = super::deliveries(ctx, index);
@@ -243,6 +243,10 @@ fn on_answer(
     };
     if answer.messages.is_empty() {
         stats.tally.counters.empty_responses += 1;
+    }
+    // Resets first: the messages after them are the new history's.
+    for r in &answer.resets {
+        deliveries.on_reset_notice(&mut stats, r.get().as_bytes());
     }
     for m in &answer.messages {
         deliveries.on_message(&mut stats, m.get().as_bytes(), now);

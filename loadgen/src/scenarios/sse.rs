@@ -122,15 +122,16 @@ fn on_event(
     id: Option<&str>,
     now: u64,
 ) {
-    // `id: <channel>:<seq>`; channel names may contain ':', the seq is after the last one.
-    if let Some((channel, seq)) = id.and_then(|id| id.rsplit_once(':'))
-        && let Ok(seq) = seq.parse::<u64>()
-    {
-        since.raise(channel, seq);
+    // `id:` is the stream's position on each of its channels (`a:12@E,b:3@E`).
+    if let Some(id) = id {
+        since.absorb_id(id);
     }
     match event.kind.as_str() {
         "gap" => {
             deliveries.on_gap_notice(stats, &event.data);
+        }
+        "reset" => {
+            deliveries.on_reset_notice(stats, &event.data);
         }
         _ => {
             deliveries.on_message(stats, &event.data, now);
