@@ -179,6 +179,7 @@ impl Core {
         }
         if now_tick / SWEEP_TICKS != self.now_tick / SWEEP_TICKS {
             self.broadcast.sweep(&self.conns);
+            super::sys::release_freed_memory();
         }
         self.now_tick = now_tick;
         self.wheel.advance(now_tick, &mut self.fired);

@@ -53,6 +53,14 @@ fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_
     Ok(())
 }
 
+/// Hands the memory this thread freed back to the OS now. mimalloc purges freed pages lazily,
+/// on the next allocation of the thread that freed them: a worker gone quiet after a burst (a
+/// storm of connections, a flood of answers) would otherwise keep that memory indefinitely.
+pub fn release_freed_memory() {
+    // SAFETY: mi_collect walks only the calling thread's heap and takes no arguments to trust.
+    unsafe { libmimalloc_sys::mi_collect(false) }
+}
+
 /// Fails when another process already listens on `addr`. Our listeners share their port with
 /// SO_REUSEPORT (one per worker), which would also let a second server on the same port take
 /// half the connections silently; a probe without SO_REUSEPORT finds such a listener first.
