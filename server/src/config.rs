@@ -11,6 +11,13 @@ use crate::feed::FeedSpec;
 use crate::hub::Pattern;
 use crate::sendq::SlowConsumerPolicy;
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// `PATTERN=POLICY`: a slow-consumer policy for the channels a pattern matches.
 #[derive(Debug, Clone)]
 pub struct PolicyRule {
@@ -208,9 +215,15 @@ pub struct Config {
     #[arg(long, env = "TICKCAST_ANSWER_BUDGET", default_value = "64MiB", value_parser = parse_size)]
     pub answer_budget: usize,
 
-    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `tickcast=debug`.
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `tickcast=debug`. An invalid filter
+    /// is a startup error.
     #[arg(long, env = "TICKCAST_LOG", default_value = "info")]
     pub log: String,
+
+    /// Log lines as text (for people) or JSON (one object per line with timestamp, level,
+    /// thread (the worker: `tickcast-wN`) and fields, for log shippers).
+    #[arg(long, env = "TICKCAST_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 impl Config {

@@ -59,7 +59,7 @@ pub struct Env<'a> {
     pub max_body: usize,
     pub send_queue_limit: usize,
     pub stats: &'a WorkerStats,
-    pub metrics: &'a dyn Fn() -> String,
+    pub metrics: &'a dyn Fn(metrics::Format) -> String,
     /// The publish endpoints (absent where publishing is not served, e.g. unit tests).
     pub publish: Option<&'a PublishGate<'a>>,
     pub http: &'a HttpOptions,

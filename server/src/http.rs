@@ -77,8 +77,8 @@ impl Default for HttpOptions {
 
 /// Routing input that is not part of the request.
 pub struct Context<'a> {
-    /// Metrics text for `/metrics`.
-    pub metrics: &'a dyn Fn() -> String,
+    /// Metrics text for `/metrics`, in the format the scraper asked for.
+    pub metrics: &'a dyn Fn(crate::metrics::Format) -> String,
     /// The publish endpoints' hub and rules (absent in tests of plain routing).
     pub publish: Option<&'a PublishGate<'a>>,
     pub options: &'a HttpOptions,
@@ -338,8 +338,9 @@ pub fn route(req: &Request, body: &[u8], ctx: &Context<'_>) -> Decision {
         "/app.js" => return resource(req, keep_alive, "text/javascript; charset=utf-8", DEMO_JS),
         "/app.css" => return resource(req, keep_alive, "text/css; charset=utf-8", DEMO_CSS),
         "/metrics" => {
-            let text = (ctx.metrics)();
-            return resource(req, keep_alive, "text/plain; version=0.0.4; charset=utf-8", text.as_bytes());
+            let format = crate::metrics::Format::negotiate(req.header("accept"));
+            let text = (ctx.metrics)(format);
+            return resource(req, keep_alive, format.content_type(), text.as_bytes());
         }
         _ => None,
     };

@@ -1,14 +1,8 @@
 //! Per-worker counters, written only by their own worker (plain load + store, no locked
 //! read-modify-write on the hot path) and summed when `/metrics` is scraped.
 
+use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, text};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Registry;
 
 /// One worker's counters, padded to its own cache lines so workers never share a line.
 #[repr(align(128))]
@@ -175,50 +169,127 @@ const METRICS: &[(&str, &str, &str, Field)] = &[
     ("tickcast_loop_turns_total", "counter", "Event loop turns", |s| &s.loop_turns),
 ];
 
-/// One scrape's values, owned, so `prometheus-client` can encode them with one sample per
-/// worker (label `worker`).
-#[derive(Debug)]
-struct Snapshot {
-    rows: Vec<(&'static str, &'static str, &'static str, Vec<u64>)>,
+/// The exposition format of a scrape: Prometheus's classic text format unless the scraper
+/// asks for OpenMetrics (`Accept: application/openmetrics-text`, as Prometheus itself does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`: counters typed by their `_total` name, no `# EOF`.
+    Classic,
+    /// `application/openmetrics-text; version=1.0.0`: counter families without `_total`,
+    /// info metrics, and `# EOF` at the end.
+    OpenMetrics,
 }
 
-impl Collector for Snapshot {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for (name, kind, help, values) in &self.rows {
-            if *kind == "counter" {
-                // prometheus-client appends `_total` to counter names itself.
-                let base = name.strip_suffix("_total").unwrap_or(name);
-                let mut metric = encoder.encode_descriptor(base, help, None, MetricType::Counter)?;
-                for (i, v) in values.iter().enumerate() {
-                    let labels = [("worker", i.to_string())];
-                    ConstCounter::new(*v).encode(metric.encode_family(&labels)?)?;
-                }
-            } else {
-                let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-                for (i, v) in values.iter().enumerate() {
-                    let labels = [("worker", i.to_string())];
-                    ConstGauge::new(i64::try_from(*v).unwrap_or(i64::MAX))
-                        .encode(metric.encode_family(&labels)?)?;
-                }
-            }
+impl Format {
+    /// The format an `Accept` header asks for (`None`: classic).
+    pub fn negotiate(accept: Option<&[u8]>) -> Self {
+        let asks = accept.is_some_and(|a| {
+            a.split(|&b| b == b',').any(|item| {
+                let item = String::from_utf8_lossy(item);
+                let mut parts = item.split(';').map(str::trim);
+                let wanted =
+                    parts.next().is_some_and(|t| t.eq_ignore_ascii_case("application/openmetrics-text"));
+                // `q=0` means "not acceptable".
+                wanted && !parts.any(|p| p.replace(' ', "") == "q=0")
+            })
+        });
+        if asks { Self::OpenMetrics } else { Self::Classic }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Classic => "text/plain; version=0.0.4; charset=utf-8",
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
         }
-        Ok(())
     }
 }
 
-/// Renders every worker's counters in the Prometheus text format, one sample per worker.
-pub fn render(workers: &[WorkerStats]) -> String {
-    let rows = METRICS
-        .iter()
-        .map(|(name, kind, help, field)| {
-            (*name, *kind, *help, workers.iter().map(|w| field(w).load(Ordering::Relaxed)).collect())
-        })
-        .collect();
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(Snapshot { rows }));
-    let mut out = String::with_capacity(METRICS.len() * (96 + 48 * workers.len()));
-    // Writing into a String cannot fail.
-    let _ = text::encode(&mut out, &registry);
+/// The process as the standard `process_*` metrics describe it, sampled at scrape time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Process {
+    pub resident_memory_bytes: u64,
+    pub cpu_seconds: f64,
+    pub open_fds: u64,
+    pub max_fds: u64,
+    pub start_time_seconds: f64,
+}
+
+/// The build: `tickcast_build_info{version, commit, io}`.
+#[derive(Clone, Copy, Debug)]
+pub struct Build {
+    pub version: &'static str,
+    pub commit: &'static str,
+    pub io: &'static str,
+}
+
+impl Build {
+    /// This binary (`commit` from the build, `unknown` outside a git checkout).
+    pub fn current() -> Self {
+        Self { version: env!("CARGO_PKG_VERSION"), commit: env!("TICKCAST_COMMIT"), io: "uring" }
+    }
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of a family.
+fn family(out: &mut String, format: Format, name: &str, kind: &str, help: &str) {
+    // OpenMetrics names a counter family without its `_total` suffix; the classic format
+    // types the sample's own name.
+    let family = match (format, kind) {
+        (Format::OpenMetrics, "counter") => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
+    let _ = writeln!(out, "# HELP {family} {help}");
+    let _ = writeln!(out, "# TYPE {family} {kind}");
+}
+
+/// Renders every worker's counters (one sample per worker, label `worker`), the process and
+/// the build, in `format`.
+pub fn render(workers: &[WorkerStats], process: &Process, build: &Build, format: Format) -> String {
+    let mut out = String::with_capacity(METRICS.len() * (96 + 48 * workers.len()) + 1024);
+    for (name, kind, help, field) in METRICS {
+        family(&mut out, format, name, kind, help);
+        for (i, w) in workers.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", field(w).load(Ordering::Relaxed));
+        }
+    }
+    let p = process;
+    let process_rows: [(&str, &str, &str, f64); 5] = [
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            p.resident_memory_bytes as f64,
+        ),
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            p.cpu_seconds,
+        ),
+        ("process_open_fds", "gauge", "Number of open file descriptors.", p.open_fds as f64),
+        ("process_max_fds", "gauge", "Maximum number of open file descriptors.", p.max_fds as f64),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            p.start_time_seconds,
+        ),
+    ];
+    for (name, kind, help, value) in process_rows {
+        family(&mut out, format, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let kind = if format == Format::OpenMetrics { "info" } else { "gauge" };
+    let name = if format == Format::OpenMetrics { "tickcast_build" } else { "tickcast_build_info" };
+    let _ = writeln!(out, "# HELP {name} The running build: version, git commit, I/O backend.");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(
+        out,
+        "tickcast_build_info{{version=\"{}\",commit=\"{}\",io=\"{}\"}} 1",
+        build.version, build.commit, build.io
+    );
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
     out
 }
 
@@ -226,16 +297,56 @@ pub fn render(workers: &[WorkerStats]) -> String {
 mod tests {
     use super::*;
 
+    fn build() -> Build {
+        Build { version: "1.2.3", commit: "abc", io: "uring" }
+    }
+
     #[test]
-    fn renders_each_worker() {
+    fn renders_each_worker_in_either_format() {
         let workers = [WorkerStats::default(), WorkerStats::default()];
         inc(&workers[1].accepted);
         add(&workers[1].accepted, 2);
-        let text = render(&workers);
+        let process = Process { resident_memory_bytes: 4096, cpu_seconds: 1.5, ..Process::default() };
+        let text = render(&workers, &process, &build(), Format::Classic);
         assert!(text.contains("tickcast_accepted_total{worker=\"0\"} 0\n"));
         assert!(text.contains("tickcast_accepted_total{worker=\"1\"} 3\n"));
+        assert!(text.contains("# TYPE tickcast_accepted_total counter\n"), "{text}");
         assert!(text.contains("# TYPE tickcast_connections gauge\n"), "{text}");
-        assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains("process_resident_memory_bytes 4096\n"));
+        assert!(text.contains("process_cpu_seconds_total 1.5\n"));
+        assert!(text.contains("# TYPE tickcast_build_info gauge\n"));
+        assert!(text.contains("tickcast_build_info{version=\"1.2.3\",commit=\"abc\",io=\"uring\"} 1\n"));
+        assert!(!text.contains("# EOF"));
+        let om = render(&workers, &process, &build(), Format::OpenMetrics);
+        assert!(om.contains("# TYPE tickcast_accepted counter\n"), "{om}");
+        assert!(om.contains("tickcast_accepted_total{worker=\"1\"} 3\n"));
+        assert!(om.contains("# TYPE process_cpu_seconds counter\n"));
+        assert!(om.contains("# TYPE tickcast_build info\n"));
+        assert!(om.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn every_metric_is_documented() {
+        let doc = include_str!("../../docs/metrics.md");
+        for (name, ..) in METRICS {
+            assert!(doc.contains(&format!("`{name}`")), "{name} is missing from docs/metrics.md");
+        }
+    }
+
+    #[test]
+    fn negotiates_openmetrics_only_when_asked() {
+        let ask = |a: &str| Format::negotiate(Some(a.as_bytes()));
+        assert_eq!(Format::negotiate(None), Format::Classic);
+        assert_eq!(ask("text/plain"), Format::Classic);
+        assert_eq!(ask("*/*"), Format::Classic);
+        let prometheus =
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.1";
+        assert_eq!(ask(prometheus), Format::OpenMetrics);
+        assert_eq!(ask("Application/OpenMetrics-Text"), Format::OpenMetrics);
+        assert_eq!(ask("application/openmetrics-text; q=0, text/plain"), Format::Classic);
+        assert!(
+            Format::OpenMetrics.content_type().starts_with("application/openmetrics-text; version=1.0.0")
+        );
     }
 
     #[test]

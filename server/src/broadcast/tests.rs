@@ -37,7 +37,7 @@ impl World {
     }
 
     fn op(&mut self, slot: u32, op: ClientOp) {
-        let metrics = String::new;
+        let metrics = |_| String::new();
         let env = Env {
             header_limits: HeaderLimits { max_bytes: 1024, max_headers: 16 },
             echo_limits: Limits { max_frame: 1024, max_message: 1024 },

@@ -17,7 +17,7 @@ fn env(stats: &WorkerStats) -> Env<'_> {
         max_body: 1024,
         send_queue_limit: 4096,
         stats,
-        metrics: &|| "metrics here\n".to_string(),
+        metrics: &|_| "metrics here\n".to_string(),
         publish: None,
         http: &HTTP,
     }

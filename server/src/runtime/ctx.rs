@@ -69,7 +69,14 @@ impl Ctx {
     /// listener), built on the stack from borrows of this context.
     pub fn with_env<R>(&self, loopback: bool, f: impl FnOnce(&Env<'_>) -> R) -> R {
         let stats = self.stats();
-        let metrics_fn = || metrics::render(&self.shared.stats);
+        let metrics_fn = |format| {
+            metrics::render(
+                &self.shared.stats,
+                &super::sys::process_sample(),
+                &metrics::Build::current(),
+                format,
+            )
+        };
         let gate = PublishGate {
             hub: &self.hub,
             token: self.config.publish_token.as_deref(),

@@ -53,6 +53,43 @@ fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_
     Ok(())
 }
 
+/// The process as the standard `process_*` metrics describe it, from `/proc/self` (zeros for
+/// what cannot be read).
+pub fn process_sample() -> crate::metrics::Process {
+    // SAFETY: sysconf only reads a configuration value.
+    let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    let page = if page > 0 { page as u64 } else { 4096 };
+    let mut p = crate::metrics::Process::default();
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+        p.resident_memory_bytes =
+            statm.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * page;
+    }
+    // Fields after the command's closing parenthesis (which may itself hold spaces): utime and
+    // stime are the 12th and 13th of them, starttime the 20th (`proc(5)`: fields 14, 15, 22).
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+        && let Some((_, rest)) = stat.rsplit_once(')')
+    {
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        p.cpu_seconds = (field(11) + field(12)) as f64 / ticks;
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse::<u64>().ok())
+        });
+        if let Some(boot) = boot {
+            p.start_time_seconds = boot as f64 + field(19) as f64 / ticks;
+        }
+    }
+    p.open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+        let soft = limits.lines().find(|l| l.starts_with("Max open files")).and_then(|l| {
+            l.trim_start_matches("Max open files").split_whitespace().next().and_then(|v| v.parse().ok())
+        });
+        p.max_fds = soft.unwrap_or(0);
+    }
+    p
+}
+
 /// Hands the memory this thread freed back to the OS now. mimalloc purges freed pages lazily,
 /// on the next allocation of the thread that freed them: a worker gone quiet after a burst (a
 /// storm of connections, a flood of answers) would otherwise keep that memory indefinitely.

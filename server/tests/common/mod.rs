@@ -49,7 +49,8 @@ impl Server {
         let addrs: Vec<SocketAddr> = loop {
             let line = rx.recv_timeout(Duration::from_secs(20)).expect("tickcast did not report its address");
             if let Some(pos) = line.find("listening on ") {
-                let rest = &line[pos + "listening on ".len()..];
+                // In a JSON log line the message ends at its closing quote.
+                let rest = line[pos + "listening on ".len()..].split('"').next().unwrap_or_default();
                 break rest.split(',').map(|a| a.trim().parse().expect("address")).collect();
             }
         };
