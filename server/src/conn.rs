@@ -83,7 +83,7 @@ pub struct ConnSubs {
     /// Prefix patterns (`ticker.*`) this connection subscribed to.
     pub patterns: Vec<String>,
     /// An SSE stream of several channels: its position on each, for its event ids.
-    pub sse_ids: Option<crate::sse::SseIds>,
+    pub sse_ids: Option<Box<crate::sse::SseIds>>,
 }
 
 impl ConnSubs {
