@@ -36,13 +36,6 @@ def echo_table(out):
     return "\n".join(lines) + "\n"
 
 
-def anon_per_connection(server):
-    """Anonymous memory growth per connection held (the summary has RSS and TCP memory per
-    connection, not this one), or None."""
-    before, held, n = server.get("anon_before_bytes"), server.get("anon_held_bytes"), server.get("connections_held")
-    return (held - before) / n if before is not None and held is not None and n else None
-
-
 def idle_table(out):
     rows = []
     for path in sorted(out.glob("idle-*.json")):
@@ -55,7 +48,7 @@ def idle_table(out):
         opened = (s.get("connections") or {}).get("opened") or 0
         rows.append((path.stem[5:], f"{s['clients']:,}", f"{opened:,}",
                      lr.num(server.get("rss_per_connection_bytes"), ",.0f", " B"),
-                     lr.num(anon_per_connection(server), ",.0f", " B"),
+                     lr.num(server.get("anon_per_connection_bytes"), ",.0f", " B"),
                      lr.num(server.get("tcp_mem_per_connection_bytes"), ",.0f", " B"), lr.full_warnings(s)))
     if not rows:
         return ""

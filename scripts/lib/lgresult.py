@@ -119,10 +119,8 @@ def cpu_per_delivery_s(s):
 
 
 def server_share(s):
-    """The server's CPU over the measured phase as a share of one core (not in the summary)."""
-    server, measured = s.get("server") or {}, (s.get("durations_s") or {}).get("measured")
-    cpu = server.get("cpu_s")
-    return cpu / measured if cpu is not None and measured else None
+    """The server's CPU over the measured phase as a share of one core."""
+    return (s.get("server") or {}).get("cpu_share")
 
 
 def round_trips(s):

@@ -143,6 +143,8 @@ pub struct Server {
     pub cpu_s_per_million_deliveries: Option<f64>,
     /// (cpu_s + drain_cpu_s) / messages received x 1e6 (echo and feeds count receives).
     pub cpu_s_per_million_received: Option<f64>,
+    /// cpu_s / measured seconds: the share of one core the server used over the measured phase.
+    pub cpu_share: Option<f64>,
     pub rss_before_bytes: u64,
     pub rss_held_bytes: Option<u64>,
     pub rss_per_connection_bytes: Option<f64>,
@@ -151,6 +153,7 @@ pub struct Server {
     pub pss_per_connection_bytes: Option<f64>,
     pub anon_before_bytes: u64,
     pub anon_held_bytes: Option<u64>,
+    pub anon_per_connection_bytes: Option<f64>,
     pub tcp_mem_before_bytes: u64,
     pub tcp_mem_held_bytes: Option<u64>,
     pub tcp_mem_per_connection_bytes: Option<f64>,
@@ -359,6 +362,7 @@ fn server(r: &RunResult) -> Option<Server> {
         drain_cpu_s: s.drain_cpu_seconds,
         cpu_s_per_million_deliveries: per(cpu * 1e6, r.loss.delivered as f64).filter(|_| measured_cpu),
         cpu_s_per_million_received: per(cpu * 1e6, c.messages_received as f64).filter(|_| measured_cpu),
+        cpu_share: per(s.cpu_seconds, r.run_seconds),
         rss_before_bytes: s.before.rss_bytes,
         rss_held_bytes: held.map(|h| h.rss_bytes),
         rss_per_connection_bytes: per_conn(s.before.rss_bytes, held.map(|h| h.rss_bytes)),
@@ -367,6 +371,7 @@ fn server(r: &RunResult) -> Option<Server> {
         pss_per_connection_bytes: per_conn(s.before.pss_bytes, held.map(|h| h.pss_bytes)),
         anon_before_bytes: s.before.anon_bytes,
         anon_held_bytes: held.map(|h| h.anon_bytes),
+        anon_per_connection_bytes: per_conn(s.before.anon_bytes, held.map(|h| h.anon_bytes)),
         tcp_mem_before_bytes: s.before.tcp_mem_bytes,
         tcp_mem_held_bytes: held.map(|h| h.tcp_mem_bytes),
         tcp_mem_per_connection_bytes: per_conn(s.before.tcp_mem_bytes, held.map(|h| h.tcp_mem_bytes)),
