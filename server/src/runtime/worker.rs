@@ -277,7 +277,7 @@ impl Worker {
             }
             let generation = conn.generation;
             if conn.transport.vectored(&conn.sendq, self.sends.iov_cap()) {
-                let pooled = self.sends.acquire();
+                let pooled = self.sends.acquire(conn.sendq.frame_count());
                 let buf = self.sends.get_mut(pooled);
                 let n = conn.transport.outbound_vectored(&mut conn.sendq, &mut buf.iov);
                 buf.msg.msg_iov = buf.iov.as_mut_ptr();
