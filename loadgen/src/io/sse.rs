@@ -163,13 +163,7 @@ impl SseClient {
             Framing::Length(_) | Framing::UntilClose => None,
         };
         client.rx.drain(..head.head_len);
-        let done = Instant::now();
-        let times = OpenTimes {
-            connect_ns: (connected - began).as_nanos() as u64,
-            handshake_ns: (done - connected).as_nanos() as u64,
-            subscribe_ns: None,
-        };
-        Ok((client, times))
+        Ok((client, OpenTimes::until_now(began, connected)))
     }
 
     /// Reads the next piece of the event stream; returns its length (0: the stream ended).

@@ -34,6 +34,19 @@ pub struct OpenTimes {
     pub subscribe_ns: Option<u64>,
 }
 
+impl OpenTimes {
+    /// A client that connected at `connected` after starting at `began`, and whose opening
+    /// exchange (upgrade, stream head, priming poll) ended now.
+    pub fn until_now(began: Instant, connected: Instant) -> Self {
+        let done = Instant::now();
+        OpenTimes {
+            connect_ns: (connected - began).as_nanos() as u64,
+            handshake_ns: (done - connected).as_nanos() as u64,
+            subscribe_ns: None,
+        }
+    }
+}
+
 /// The write half: shares the socket with the client, so a sender task and a receiver task can
 /// run side by side.
 pub struct WsWriter {
@@ -119,13 +132,7 @@ impl WsClient {
             }
         };
         client.start = head_len;
-        let done = Instant::now();
-        let times = OpenTimes {
-            connect_ns: (connected - began).as_nanos() as u64,
-            handshake_ns: (done - connected).as_nanos() as u64,
-            subscribe_ns: None,
-        };
-        Ok((client, times))
+        Ok((client, OpenTimes::until_now(began, connected)))
     }
 
     /// A second write half on the same socket (for a separate sender task).

@@ -61,13 +61,7 @@ async fn open(
         client.read_response().await?.ok_or_else(|| anyhow::anyhow!("server closed the priming poll"))?;
     anyhow::ensure!(status == 200, "priming poll answered {status}");
     since.advance(&answer::parse(&body)?);
-    let done = Instant::now();
-    let times = OpenTimes {
-        connect_ns: (connected - began).as_nanos() as u64,
-        handshake_ns: (done - connected).as_nanos() as u64,
-        subscribe_ns: None,
-    };
-    Ok(((client, since), times))
+    Ok(((client, since), OpenTimes::until_now(began, connected)))
 }
 
 pub async fn run(
