@@ -241,15 +241,47 @@ fn family(out: &mut String, format: Format, name: &str, kind: &str, help: &str) 
     let _ = writeln!(out, "# TYPE {family} {kind}");
 }
 
-/// Renders every worker's counters (one sample per worker, label `worker`), the process and
-/// the build, in `format`.
-pub fn render(workers: &[WorkerStats], process: &Process, build: &Build, format: Format) -> String {
+/// Renders every worker's counters (one sample per worker, label `worker`), the hub's channels
+/// and history, the process and the build, in `format`.
+pub fn render(
+    workers: &[WorkerStats],
+    hub: &crate::hub::HubStats,
+    process: &Process,
+    build: &Build,
+    format: Format,
+) -> String {
     let mut out = String::with_capacity(METRICS.len() * (96 + 48 * workers.len()) + 1024);
     for (name, kind, help, field) in METRICS {
         family(&mut out, format, name, kind, help);
         for (i, w) in workers.iter().enumerate() {
             let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", field(w).load(Ordering::Relaxed));
         }
+    }
+    let hub_rows: [(&str, &str, &str, u64); 5] = [
+        ("tickcast_channels", "gauge", "Channels that exist (all workers share them)", hub.channels as u64),
+        (
+            "tickcast_history_messages",
+            "gauge",
+            "Messages held by the channels' history rings",
+            hub.history_messages as u64,
+        ),
+        (
+            "tickcast_history_bytes",
+            "gauge",
+            "Bytes held by the channels' history rings",
+            hub.history_bytes as u64,
+        ),
+        (
+            "tickcast_channel_publishes_total",
+            "counter",
+            "Messages sequenced, over all channels",
+            hub.publishes,
+        ),
+        ("tickcast_inbox_depth", "gauge", "Messages waiting in the workers' inboxes", hub.inbox_depth as u64),
+    ];
+    for (name, kind, help, value) in hub_rows {
+        family(&mut out, format, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
     }
     let p = process;
     let process_rows: [(&str, &str, &str, f64); 5] = [
@@ -307,7 +339,8 @@ mod tests {
         inc(&workers[1].accepted);
         add(&workers[1].accepted, 2);
         let process = Process { resident_memory_bytes: 4096, cpu_seconds: 1.5, ..Process::default() };
-        let text = render(&workers, &process, &build(), Format::Classic);
+        let hub = crate::hub::HubStats { channels: 3, ..Default::default() };
+        let text = render(&workers, &hub, &process, &build(), Format::Classic);
         assert!(text.contains("tickcast_accepted_total{worker=\"0\"} 0\n"));
         assert!(text.contains("tickcast_accepted_total{worker=\"1\"} 3\n"));
         assert!(text.contains("# TYPE tickcast_accepted_total counter\n"), "{text}");
@@ -317,7 +350,8 @@ mod tests {
         assert!(text.contains("# TYPE tickcast_build_info gauge\n"));
         assert!(text.contains("tickcast_build_info{version=\"1.2.3\",commit=\"abc\",io=\"uring\"} 1\n"));
         assert!(!text.contains("# EOF"));
-        let om = render(&workers, &process, &build(), Format::OpenMetrics);
+        assert!(text.contains("tickcast_channels 3\n"));
+        let om = render(&workers, &hub, &process, &build(), Format::OpenMetrics);
         assert!(om.contains("# TYPE tickcast_accepted counter\n"), "{om}");
         assert!(om.contains("tickcast_accepted_total{worker=\"1\"} 3\n"));
         assert!(om.contains("# TYPE process_cpu_seconds counter\n"));
@@ -328,7 +362,10 @@ mod tests {
     #[test]
     fn every_metric_is_documented() {
         let doc = include_str!("../../docs/metrics.md");
-        for (name, ..) in METRICS {
+        let text =
+            render(&[], &crate::hub::HubStats::default(), &Process::default(), &build(), Format::Classic);
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split_whitespace().nth(2).unwrap_or_default();
             assert!(doc.contains(&format!("`{name}`")), "{name} is missing from docs/metrics.md");
         }
     }

@@ -70,12 +70,8 @@ impl Ctx {
     pub fn with_env<R>(&self, loopback: bool, f: impl FnOnce(&Env<'_>) -> R) -> R {
         let stats = self.stats();
         let metrics_fn = |format| {
-            metrics::render(
-                &self.shared.stats,
-                &super::sys::process_sample(),
-                &metrics::Build::current(),
-                format,
-            )
+            let (process, build) = (super::sys::process_sample(), metrics::Build::current());
+            metrics::render(&self.shared.stats, &self.hub.stats(), &process, &build, format)
         };
         let gate = PublishGate {
             hub: &self.hub,
