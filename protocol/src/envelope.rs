@@ -12,6 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::decimal::{decimal_len, put_u64};
 use crate::frame::{MAX_HEADER_LEN, OpCode, encode_header};
 use crate::position::{Epoch, Position};
 
@@ -337,36 +338,6 @@ fn serialize_since<S: serde::Serializer>(
 pub fn is_valid_channel(name: &str) -> bool {
     (1..=128).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
-/// Number of decimal digits of `n`.
-fn decimal_len(n: u64) -> usize {
-    n.checked_ilog10().map_or(1, |d| d as usize + 1)
-}
-
-/// Writes `n` in decimal without allocating.
-fn put_u64(out: &mut impl BufMut, n: u64) {
-    let mut digits = [0u8; 20];
-    let start = format_u64(&mut digits, n);
-    out.put_slice(&digits[start..]);
-}
-
-/// Appends `n` in decimal to a `Vec` (used by the HTTP writer).
-pub(crate) fn write_u64(out: &mut Vec<u8>, n: u64) {
-    put_u64(out, n);
-}
-
-/// Formats `n` right-aligned into `digits`, returning where it starts.
-fn format_u64(digits: &mut [u8; 20], mut n: u64) -> usize {
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return i;
-        }
-    }
 }
 
 /// The escape sequence of a byte that JSON strings must escape, or `None`.

@@ -175,7 +175,7 @@ pub fn write_poll_answer_end<'a>(
         // Valid channel names need no escaping; anything else is escaped by serde.
         out.extend_from_slice(&serde_json::to_vec(channel).unwrap_or_default());
         out.push(b':');
-        crate::envelope::write_u64(out, position.seq);
+        crate::decimal::write_u64(out, position.seq);
     }
     out.push(b'}');
     let mut epochs = next.iter().filter_map(|(c, p)| Some((c, p.epoch?))).peekable();

@@ -1,7 +1,7 @@
 //! The small HTTP/1.1 layer: parsing the first request on a connection (with `httparse`,
 //! incrementally, under size limits) and writing small responses.
 
-use crate::envelope::write_u64;
+use crate::decimal::write_u64;
 
 /// Limits on a request head.
 #[derive(Clone, Copy, Debug)]

@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+mod decimal;
 pub mod envelope;
 pub mod error;
 pub mod fallback;

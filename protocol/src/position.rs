@@ -126,7 +126,7 @@ pub fn parse_positions(value: &str, into: &mut BTreeMap<String, Position>) -> Re
 pub fn write_position(out: &mut Vec<u8>, channel: &str, position: Position) {
     out.extend_from_slice(channel.as_bytes());
     out.push(b':');
-    crate::envelope::write_u64(out, position.seq);
+    crate::decimal::write_u64(out, position.seq);
     if let Some(epoch) = position.epoch {
         out.push(b'@');
         out.extend_from_slice(epoch.as_str().as_bytes());
