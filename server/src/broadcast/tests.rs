@@ -7,6 +7,7 @@ use crate::hub::HubConfig;
 use clap::Parser;
 use tickcast_protocol::Limits;
 use tickcast_protocol::http::HeaderLimits;
+use tickcast_protocol::position::Position;
 
 struct World {
     hub: Arc<Hub>,
