@@ -48,6 +48,8 @@ pub struct Broadcast {
     /// Slow-consumer policy per channel id, resolved from the rules once per channel.
     policies: Vec<Option<SlowConsumerPolicy>>,
     msgs: Vec<Arc<Published>>,
+    /// Commit times (µs) of the messages fanned out this turn, for the fan-out histogram.
+    fanned_ts: Vec<u64>,
     replay: Vec<Arc<Published>>,
     inbox_dropped_seen: u64,
 }
@@ -95,6 +97,7 @@ impl Broadcast {
             client_publish,
             policies: Vec::new(),
             msgs: Vec::new(),
+            fanned_ts: Vec::new(),
             replay: Vec::new(),
             inbox_dropped_seen: 0,
         }
@@ -128,6 +131,11 @@ impl Broadcast {
         let mut msgs = std::mem::take(&mut self.msgs);
         self.inbox.drain(&mut msgs, DRAIN_PER_TURN);
         for msg in msgs.drain(..) {
+            // Timed from the hub's commit to this turn's flush (`record_fanout`), for messages
+            // this worker has subscribers of.
+            if self.subs.count(msg.channel_id()) > 0 {
+                self.fanned_ts.push(msg.ts_us());
+            }
             match self.channels.observe(&msg) {
                 Observed::Next => self.fan_out(&msg, w),
                 Observed::Stale => {}
@@ -187,6 +195,19 @@ impl Broadcast {
             let entry = Parked { slot, generation: conn.generation, epoch: conn.park_epoch, since: *since };
             self.parked[index].push(entry);
         }
+    }
+
+    /// Records, for each message fanned out this turn, the time from its commit in the hub to
+    /// `now_us` (the flush that handed its frames to the kernel).
+    pub fn record_fanout(&mut self, now_us: u64, latency: &metrics::Histogram) {
+        for ts in self.fanned_ts.drain(..) {
+            latency.record(now_us.saturating_sub(ts));
+        }
+    }
+
+    /// Whether messages were fanned out this turn (their latency is still to be recorded).
+    pub fn fanned(&self) -> bool {
+        !self.fanned_ts.is_empty()
     }
 
     /// The long-polls woken since the last call (a slot may appear twice).

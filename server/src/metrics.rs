@@ -56,6 +56,32 @@ pub struct WorkerStats {
     pub subscriptions: AtomicU64,
     /// Messages this worker's inbox could not take (recovered from history).
     pub inbox_dropped: AtomicU64,
+    /// From a message's commit in the hub to the flush that handed this worker's frames of it
+    /// to the kernel.
+    pub fanout_latency: Histogram,
+}
+
+/// Upper bounds (µs) of the latency histograms' buckets: 100 µs to 5 s, about 2.5x apart.
+pub const LATENCY_BUCKETS_US: [u64; 12] =
+    [100, 250, 1_000, 2_500, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 5_000_000];
+
+/// A latency histogram with fixed buckets, written by one worker (plain stores, no allocation)
+/// and read on scrape.
+#[derive(Default)]
+pub struct Histogram {
+    /// Per bucket of `LATENCY_BUCKETS_US`, then one for larger values (not cumulative).
+    counts: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one value in µs.
+    #[inline]
+    pub fn record(&self, us: u64) {
+        let bucket = LATENCY_BUCKETS_US.iter().position(|&le| us <= le).unwrap_or(LATENCY_BUCKETS_US.len());
+        add(&self.counts[bucket], 1);
+        add(&self.sum_us, us);
+    }
 }
 
 /// Adds to a counter owned by the calling worker. Single writer, so a plain load and store is
@@ -241,6 +267,30 @@ fn family(out: &mut String, format: Format, name: &str, kind: &str, help: &str) 
     let _ = writeln!(out, "# TYPE {family} {kind}");
 }
 
+/// Writes one histogram family, one series per worker (label `worker`), in seconds.
+fn histogram<'a>(
+    out: &mut String,
+    format: Format,
+    name: &str,
+    help: &str,
+    workers: impl Iterator<Item = &'a Histogram>,
+) {
+    family(out, format, name, "histogram", help);
+    for (i, h) in workers.enumerate() {
+        let mut cumulative = 0;
+        for (b, count) in h.counts.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            let le = LATENCY_BUCKETS_US
+                .get(b)
+                .map_or_else(|| "+Inf".to_owned(), |&us| (us as f64 / 1e6).to_string());
+            let _ = writeln!(out, "{name}_bucket{{worker=\"{i}\",le=\"{le}\"}} {cumulative}");
+        }
+        let sum = h.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{worker=\"{i}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{worker=\"{i}\"}} {cumulative}");
+    }
+}
+
 /// Renders every worker's counters (one sample per worker, label `worker`), the hub's channels
 /// and history, the process and the build, in `format`.
 pub fn render(
@@ -257,6 +307,13 @@ pub fn render(
             let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", field(w).load(Ordering::Relaxed));
         }
     }
+    histogram(
+        &mut out,
+        format,
+        "tickcast_fanout_latency_seconds",
+        "From a message's commit in the hub to the flush handing this worker's frames of it to the kernel",
+        workers.iter().map(|w| &w.fanout_latency),
+    );
     let hub_rows: [(&str, &str, &str, u64); 5] = [
         ("tickcast_channels", "gauge", "Channels that exist (all workers share them)", hub.channels as u64),
         (
@@ -368,6 +425,30 @@ mod tests {
             let name = line.split_whitespace().nth(2).unwrap_or_default();
             assert!(doc.contains(&format!("`{name}`")), "{name} is missing from docs/metrics.md");
         }
+    }
+
+    #[test]
+    fn histograms_are_cumulative_in_seconds() {
+        let workers = [WorkerStats::default()];
+        for us in [50, 100, 101, 3_000, 7_000_000] {
+            workers[0].fanout_latency.record(us);
+        }
+        let text = render(
+            &workers,
+            &crate::hub::HubStats::default(),
+            &Process::default(),
+            &build(),
+            Format::Classic,
+        );
+        let name = "tickcast_fanout_latency_seconds";
+        assert!(text.contains(&format!("# TYPE {name} histogram\n")), "{text}");
+        assert!(text.contains(&format!("{name}_bucket{{worker=\"0\",le=\"0.0001\"}} 2\n")), "{text}");
+        assert!(text.contains(&format!("{name}_bucket{{worker=\"0\",le=\"0.00025\"}} 3\n")));
+        assert!(text.contains(&format!("{name}_bucket{{worker=\"0\",le=\"0.01\"}} 4\n")));
+        assert!(text.contains(&format!("{name}_bucket{{worker=\"0\",le=\"5\"}} 4\n")));
+        assert!(text.contains(&format!("{name}_bucket{{worker=\"0\",le=\"+Inf\"}} 5\n")));
+        assert!(text.contains(&format!("{name}_count{{worker=\"0\"}} 5\n")));
+        assert!(text.contains(&format!("{name}_sum{{worker=\"0\"}} 7.003251\n")), "{text}");
     }
 
     #[test]

@@ -40,6 +40,17 @@ fn metrics_come_in_the_format_the_scraper_asks_for() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     assert!((now - 120.0..=now + 1.0).contains(&started), "started {started}, now {now}");
     assert!(body.contains("tickcast_build_info{version=\"0.1.0\",commit=\""), "{body}");
+    // A message fanned out to a subscriber shows in the fan-out latency histogram.
+    let mut sub = common::raw_ws(server.addr, "/ws?channels=m");
+    common::read_frame(&mut sub).unwrap(); // subscribed
+    let (status, _) = common::post(server.addr, "/publish/m", b"1", "");
+    assert_eq!(status, 200);
+    common::read_frame(&mut sub).unwrap();
+    let (_, body) = scrape(&server, "");
+    let count: f64 = (0..2)
+        .map(|w| value(&body, &format!("tickcast_fanout_latency_seconds_count{{worker=\"{w}\"}}")))
+        .sum();
+    assert_eq!(count, 1.0, "{body}");
 
     // What Prometheus sends.
     let accept =

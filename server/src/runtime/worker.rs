@@ -87,6 +87,11 @@ impl Worker {
             self.bufs.publish();
             self.rearm_receives();
             self.flush();
+            if self.core.broadcast.fanned() {
+                // Commit -> flush of this turn's messages: one clock read per turn that had any.
+                let stats = &self.ctx.shared.stats[self.ctx.index];
+                self.core.broadcast.record_fanout(ctx::now_us(), &stats.fanout_latency);
+            }
             metrics::inc(&self.ctx.stats().loop_turns);
         }
         tracing::debug!(worker = self.ctx.index, "worker stopped");
