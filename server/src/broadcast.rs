@@ -23,12 +23,12 @@ use crate::sendq::SlowConsumerPolicy;
 const DRAIN_PER_TURN: usize = 16_384;
 
 /// A parked long-poll's interest in one channel. Entries of a connection's earlier long-polls
-/// (another `epoch`) or of closed connections are stale and dropped when met.
+/// (another `round`) or of closed connections are stale and dropped when met.
 #[derive(Clone, Copy, Debug)]
 struct Parked {
     slot: u32,
     generation: u32,
-    epoch: u32,
+    round: u32,
     /// Wake for seqs above this.
     since: u64,
 }
@@ -192,7 +192,7 @@ impl Broadcast {
             if index >= self.parked.len() {
                 self.parked.resize_with(index + 1, Vec::new);
             }
-            let entry = Parked { slot, generation: conn.generation, epoch: conn.park_epoch, since: *since };
+            let entry = Parked { slot, generation: conn.generation, round: conn.park_round, since: *since };
             self.parked[index].push(entry);
         }
     }
@@ -227,7 +227,7 @@ impl Broadcast {
         let answer = poll::answer(request, env.http.poll_limits, &mut self.replay);
         self.replay.clear();
         if !answer.has_news && !timed_out {
-            conn.park_epoch = conn.park_epoch.wrapping_add(1); // the old entries go stale
+            conn.park_round = conn.park_round.wrapping_add(1); // the old entries go stale
             self.park(slot, w);
             return;
         }
@@ -351,7 +351,7 @@ impl Broadcast {
 /// Whether a parked entry still belongs to a waiting long-poll.
 fn is_parked(conns: &[Conn], p: &Parked) -> bool {
     conns.get(p.slot as usize).is_some_and(|c| {
-        c.in_use && c.generation == p.generation && c.phase == Phase::LongPoll && c.park_epoch == p.epoch
+        c.in_use && c.generation == p.generation && c.phase == Phase::LongPoll && c.park_round == p.round
     })
 }
 

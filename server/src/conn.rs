@@ -116,7 +116,7 @@ pub struct Conn {
     /// The long-poll being served (phase `LongPoll`).
     pub poll: Option<Box<PollRequest>>,
     /// Counts this connection's long-polls: parked entries of earlier ones are stale.
-    pub park_epoch: u32,
+    pub park_round: u32,
     /// Operations parsed but not yet carried out (see [`Op`]).
     pub ops: Vec<Op>,
     /// The one deadline that matters now (handshake, idle, pong or close); timer wheel entries
@@ -143,7 +143,7 @@ impl Default for Conn {
             transport: Plain,
             subs: None,
             poll: None,
-            park_epoch: 0,
+            park_round: 0,
             ops: Vec::new(),
             deadline_tick: 0,
             last_rx_tick: 0,
@@ -222,7 +222,7 @@ impl Conn {
     /// pipelined behind it).
     pub fn answer_poll(&mut self, parts: Vec<Bytes>, keep_alive: bool, env: &Env<'_>) {
         self.poll = None;
-        self.park_epoch = self.park_epoch.wrapping_add(1);
+        self.park_round = self.park_round.wrapping_add(1);
         for part in parts {
             self.sendq.push_unbounded(part);
         }
